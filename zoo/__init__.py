@@ -1,0 +1,15 @@
+"""zoo: a PyTorch Lightning model zoo of one lab's methods, each with data, callbacks and configs."""
+
+from zoo import classifiers, fourier  # noqa: F401  (registers the models)
+from zoo.hub import list_pretrained, load_pretrained
+from zoo.registry import create_model, list_models, register_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "create_model",
+    "list_models",
+    "list_pretrained",
+    "load_pretrained",
+    "register_model",
+]

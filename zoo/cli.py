@@ -1,0 +1,272 @@
+"""The ``zoo`` command: LightningCLI subcommands plus ``zoo list`` and ``zoo hub``.
+
+``zoo fit|validate|test|predict`` are LightningCLI in subclass mode: a config names its
+model and data module by class (short names work). Every run gets its own folder,
+``<root>/<experiment>/<timestamp>-<id>[-<subcommand>]``, holding ``config.yaml``,
+``checkpoints/``, ``figures/`` and the W&B files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
+
+import callbacks  # noqa: F401  (short class names in configs)
+import datamodules  # noqa: F401
+import zoo  # noqa: F401
+from zoo import hub
+from zoo.hub import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+CONFIG_ROOT = PROJECT_ROOT / "configs"
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+_CREATED_RUN_DIRS: list[Path] = []
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, ConnectionError)
+
+
+def wandb_mode() -> str:
+    """``online`` when the user asks (``WANDB_MODE``) or has a key configured, else ``offline``."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    netrc = Path("~/.netrc").expanduser()
+    if netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"):
+        return "online"
+    return "offline"
+
+
+def make_run_dir(root: str | Path, experiment: str, subcommand: str) -> Path:
+    """Create a new, unique run folder; never reuses an existing one.
+
+    Processes of one ``torchrun`` or SLURM job share the job's id, so they share a folder.
+    """
+    job = os.environ.get("TORCHELASTIC_RUN_ID") or os.environ.get("SLURM_JOB_ID")
+    suffix = "" if subcommand == "fit" else f"-{subcommand}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if job:
+        path = Path(root) / experiment / f"{stamp[:8]}-job{job}{suffix}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    for _ in range(100):
+        path = Path(root) / experiment / f"{stamp}-{secrets.token_hex(3)}{suffix}"
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            _CREATED_RUN_DIRS.append(path)
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a new run folder under {Path(root) / experiment}")
+
+
+class ZooSaveConfig(SaveConfigCallback):
+    """Saves ``config.yaml`` in the run folder and gives W&B the nested config."""
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
+        if logger is None:
+            return
+        nested = self.parser.dump(self.config, skip_none=False, format="json")
+        config = {k: v for k, v in json.loads(nested).items() if k != "config"}
+        logger.experiment.config.update(config, allow_val_change=True)
+
+
+class ZooCLI(LightningCLI):
+    """LightningCLI with one folder per run, W&B by default and checkpoints in the run folder."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("subclass_mode_data", True)
+        kwargs.setdefault("save_config_callback", ZooSaveConfig)
+        kwargs.setdefault("parser_kwargs", {"default_env": False})
+        self.run_dir: Path | None = None
+        super().__init__(L.LightningModule, L.LightningDataModule, *args, **kwargs)
+
+    def _experiment_name(self, config: Any) -> str:
+        files = config.get("config") or []
+        if files:
+            return Path(str(files[-1])).stem
+        ckpt = config.get("ckpt_path")
+        if ckpt and Path(ckpt).parent.name == "checkpoints":
+            return Path(ckpt).resolve().parents[2].name
+        model = config.get("model")
+        class_path = getattr(model, "class_path", None) or "run"
+        return class_path.rsplit(".", 1)[-1].lower()
+
+    def _run_root(self, config: Any) -> Path:
+        root = config.trainer.get("default_root_dir")
+        if root:
+            return Path(root)
+        ckpt = config.get("ckpt_path")
+        if ckpt and Path(ckpt).parent.name == "checkpoints":
+            return Path(ckpt).resolve().parents[3]
+        return Path("runs")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        experiment = self._experiment_name(config)
+        self.run_dir = make_run_dir(self._run_root(config), experiment, self.subcommand)
+        log.info("run folder: %s", self.run_dir)
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        run_dir = str(self.run_dir)
+        configured = self._get(self.config_init, "trainer", default={}).get("logger")
+        if configured is None or configured is True:
+            kwargs["logger"] = WandbLogger(
+                save_dir=run_dir,
+                project=os.environ.get("WANDB_PROJECT", "zoo"),
+                name=f"{Path(run_dir).parent.name}/{Path(run_dir).name}",
+                mode=wandb_mode(),
+                log_model=False,
+            )
+        kwargs["default_root_dir"] = run_dir
+        trainer = super().instantiate_trainer(**kwargs)
+        checkpoints = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]
+        for cb in checkpoints:
+            if cb.dirpath is None:
+                cb.dirpath = os.path.join(run_dir, "checkpoints")
+        if checkpoints and not any(cb.save_last for cb in checkpoints):
+            checkpoints[0].save_last = True
+        return trainer
+
+
+def _checkpoint_arguments(argv: list[str]) -> list[str]:
+    """For ``zoo test --ckpt_path X`` alone, add ``--model`` and ``--data`` from the checkpoint."""
+    if not argv or argv[0] not in LIGHTNING_SUBCOMMANDS[1:]:
+        return argv
+    flags = {a.split("=", 1)[0] for a in argv[1:]}
+    if flags & {"-c", "--config", "--model", "--data"}:
+        return argv
+    ckpt = next(
+        (
+            a.split("=", 1)[1] if "=" in a else argv[i + 2]
+            for i, a in enumerate(argv[1:])
+            if a.split("=", 1)[0] == "--ckpt_path" and ("=" in a or i + 2 < len(argv))
+        ),
+        None,
+    )
+    if ckpt is None:
+        return argv
+    checkpoint = hub.read_checkpoint(ckpt)
+    extra = []
+    for key, flag in (("hyper_parameters", "--model"), ("datamodule_hyper_parameters", "--data")):
+        hparams = checkpoint.get(key)
+        if not hparams:
+            if flag == "--model":
+                raise ValueError(f"{ckpt} holds no model hyper-parameters; pass --model")
+            continue
+        spec = {
+            "class_path": hub.checkpoint_class_path(checkpoint, key),
+            "init_args": hub.plain_init_args(hparams),
+        }
+        extra += [flag, json.dumps(spec)]
+    return argv[:1] + extra + argv[1:]
+
+
+def list_command(pattern: str = "*") -> None:
+    """Print models, data modules, configs and pretrained entries matching a pattern."""
+    import inspect
+
+    from zoo.registry import BACKBONES
+
+    glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
+    datamodule_names = [
+        name
+        for name, obj in inspect.getmembers(datamodules, inspect.isclass)
+        if issubclass(obj, L.LightningDataModule) and not name.startswith("_")
+    ]
+    configs = sorted(
+        str(p.relative_to(PROJECT_ROOT)) for p in CONFIG_ROOT.rglob("*.yaml")
+    ) if CONFIG_ROOT.is_dir() else []
+    sections = {
+        "models": zoo.list_models(glob),
+        "backbones": BACKBONES.list(glob),
+        "data modules": sorted(n for n in datamodule_names if fnmatch.fnmatch(n.lower(), glob.lower())),
+        "configs": [c for c in configs if fnmatch.fnmatch(c, glob)],
+        "pretrained": [
+            f"{n}  ({hub.get_entry(n).description})" for n in hub.list_pretrained(glob)
+        ],
+    }
+    for title, names in sections.items():
+        print(f"{title}:")
+        for name in names or ["(none)"]:
+            print(f"  {name}")
+
+
+def hub_build(name: str, out: str | None = None) -> Path:
+    """Re-train a pretrained entry from its config, test it and export its weights."""
+    entry = hub.get_entry(name)
+    config = PROJECT_ROOT / entry.config
+    if not config.is_file():
+        raise FileNotFoundError(f"config {config} of entry {name!r} does not exist")
+    cli = ZooCLI(args=["fit", "-c", str(config)], run=True)
+    ckpt = cli.trainer.checkpoint_callback.last_model_path
+    results = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+    metrics = {k: round(float(v), 6) for k, v in results[0].items()}
+    out_dir = Path(out) if out else hub.zoo_home() / "hub"
+    weights = hub.export_checkpoint(ckpt, out_dir, stem=Path(entry.file).stem, metrics=metrics)
+    print(f"{name}: {weights}\n  sha256 {hub.sha256sum(weights)}\n  metrics {metrics}")
+    return weights
+
+
+def _hub_main(argv: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="zoo hub", description="Pretrained weights.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="re-train an entry from its config and export it")
+    build.add_argument("name")
+    build.add_argument("--out", help="folder for the weights (default $ZOO_HOME/hub)")
+    export = sub.add_parser("export", help="write a checkpoint as .safetensors + .json")
+    export.add_argument("ckpt")
+    export.add_argument("--out", default=".", help="output folder (default: here)")
+    export.add_argument("--name", help="file stem (default: the checkpoint's)")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        hub_build(args.name, args.out)
+    else:
+        weights = hub.export_checkpoint(args.ckpt, args.out, stem=args.name)
+        print(f"{weights}\n{weights.with_suffix('.json')}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``zoo`` console script."""
+    from_shell = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if argv and argv[0] == "list":
+            list_command(argv[1] if len(argv) > 1 else "*")
+            return
+        if argv and argv[0] == "hub":
+            _hub_main(argv[1:])
+            return
+        argv = _checkpoint_arguments(argv)
+        if from_shell:
+            sys.argv[1:] = argv
+        ZooCLI(args=None if from_shell else argv)
+    except USER_ERRORS as err:
+        if os.environ.get("ZOO_DEBUG"):
+            raise
+        sys.exit(f"zoo: error: {err}\n(set ZOO_DEBUG=1 for the traceback)")
+    finally:
+        for run_dir in _CREATED_RUN_DIRS:  # a run that failed before writing anything
+            if run_dir.is_dir() and not any(run_dir.iterdir()):
+                run_dir.rmdir()
+
+
+if __name__ == "__main__":
+    main()

