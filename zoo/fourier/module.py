@@ -83,6 +83,8 @@ class MaskedFourierClassifier(L.LightningModule):
         target: ``label`` (the data-set masks of the paper) or ``prediction`` (its
             single-image masks).
         num_bands: Radial and angular bands of the logged energy profiles.
+        schedule: ``onecycle`` (the paper's: warm up to ``lr`` over the first 10 % of the
+            steps, then anneal) or ``constant``.
     """
 
     def __init__(
@@ -98,12 +100,15 @@ class MaskedFourierClassifier(L.LightningModule):
         lr: float = 1e-2,
         target: Literal["label", "prediction"] = "label",
         num_bands: int = 16,
+        schedule: Literal["onecycle", "constant"] = "onecycle",
     ) -> None:
         super().__init__()
         if per_image and not num_images:
             raise ValueError("per_image: true needs num_images, the number of training images")
         if target not in ("label", "prediction"):
             raise ValueError(f"target must be 'label' or 'prediction', got {target!r}")
+        if schedule not in ("onecycle", "constant"):
+            raise ValueError(f"schedule must be 'onecycle' or 'constant', got {schedule!r}")
         if lam < 0:
             raise ValueError(f"lam must be non-negative, got {lam}")
         self.save_hyperparameters(logger=False)
@@ -153,6 +158,11 @@ class MaskedFourierClassifier(L.LightningModule):
             loss = (invariance + self.hparams.lam * sparsity).sum()
         else:
             loss = invariance.mean() + self.hparams.lam * self.mask.l1_fraction()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"mask loss is {loss.item()} at step {self.global_step}: exp(dCE^2) overflowed "
+                f"(largest dCE {dce.abs().max().item():.1f}); lower lr (now {self.hparams.lr})"
+            )
         self.metrics[f"{stage}_clean"](reference, y)
         self.metrics[f"{stage}_masked"](masked, y)
         on_step = stage == "train"
@@ -208,5 +218,14 @@ class MaskedFourierClassifier(L.LightningModule):
         centroid = (radial.square() * centres).sum() / radial.square().sum().clamp_min(1e-12)
         self.log("val/mask_radial_centroid", centroid * 2**0.5)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.mask.parameters(), lr=self.hparams.lr)
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.Adam(self.mask.parameters(), lr=self.hparams.lr)
+        if self.hparams.schedule == "constant":
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=self.hparams.lr,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+            pct_start=0.1,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
