@@ -127,7 +127,9 @@ class ImageDataModule(L.LightningDataModule):
                 dataset = IndexedDataset(dataset)
             self.splits[split] = dataset
         log.info(
-            "%s: %s", type(self).__name__, ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
+            "%s: %s",
+            type(self).__name__,
+            ", ".join(f"{k} {len(v)}" for k, v in self.splits.items()),
         )
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
@@ -202,7 +204,7 @@ def read_idx(path: str | Path) -> np.ndarray:
             f"{path} is truncated or corrupt: header says {shape} ({expected} bytes), "
             f"found {len(data) - offset} bytes"
         )
-    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape).copy()
 
 
 def _find_idx(folder: Path, prefix: str) -> Path | None:

@@ -40,7 +40,9 @@ def test_loss_matches_hand_computation():
     loss = model._step((x, y), "train")
     f = model.classifier
     masked_x = torch.fft.ifft2(model.mask.weight[0] * torch.fft.fft2(x)).real
-    dce = F.cross_entropy(f(masked_x), y, reduction="none") - F.cross_entropy(f(x), y, reduction="none")
+    dce = F.cross_entropy(f(masked_x), y, reduction="none") - F.cross_entropy(
+        f(x), y, reduction="none"
+    )
     expected = torch.exp(dce**2).mean() + 0.5 * model.mask.weight.abs().sum() / 784
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 

@@ -47,7 +47,9 @@ def test_ring_mask_energy_in_its_band():
     expected[3] = 1.0
     assert torch.allclose(energy, expected)
     wedge = spectral.angular_bands(32, 32, 6)[2].double()
-    assert torch.allclose(spectral.angular_band_energy(wedge, 6), torch.eye(6, dtype=torch.float64)[2])
+    assert torch.allclose(
+        spectral.angular_band_energy(wedge, 6), torch.eye(6, dtype=torch.float64)[2]
+    )
 
 
 def test_radius_closed_form():

@@ -1,4 +1,4 @@
-"""zoo: a PyTorch Lightning model zoo of one lab's methods, each with data, callbacks and configs."""
+"""zoo: a PyTorch Lightning model zoo: each method with its data, callbacks and configs."""
 
 from zoo import classifiers, fourier  # noqa: F401  (registers the models)
 from zoo.hub import list_pretrained, load_pretrained

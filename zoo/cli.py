@@ -143,6 +143,30 @@ class ZooCLI(LightningCLI):
         return trainer
 
 
+    def after_fit(self) -> None:
+        self._summarise("fit")
+
+    def after_test(self) -> None:
+        self._summarise("test")
+
+    def _summarise(self, stage: str) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        metrics = {
+            k: float(v) for k, v in sorted(self.trainer.callback_metrics.items()) if v.numel() == 1
+        }
+        lines = [f"\n{stage} finished; run folder: {self.run_dir}"]
+        lines += [f"  {k:<28} {v:.4f}" for k, v in metrics.items() if not k.endswith("_step")]
+        last = getattr(self.trainer.checkpoint_callback, "last_model_path", "")
+        if last:
+            lines.append(f"  checkpoint: {last}")
+            lines.append(f"  evaluate:   zoo test --ckpt_path {last}")
+        figures = Path(self.run_dir) / "figures"
+        if figures.is_dir():
+            lines.append(f"  figures:    {figures}/*.png")
+        print("\n".join(lines))
+
+
 def _checkpoint_arguments(argv: list[str]) -> list[str]:
     """For ``zoo test --ckpt_path X`` alone, add ``--model`` and ``--data`` from the checkpoint."""
     if not argv or argv[0] not in LIGHTNING_SUBCOMMANDS[1:]:
@@ -176,6 +200,14 @@ def _checkpoint_arguments(argv: list[str]) -> list[str]:
     return argv[:1] + extra + argv[1:]
 
 
+def _finish_wandb() -> None:
+    """End this process's W&B run, so that the next command starts its own."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
+
+
 def list_command(pattern: str = "*") -> None:
     """Print models, data modules, configs and pretrained entries matching a pattern."""
     import inspect
@@ -188,17 +220,19 @@ def list_command(pattern: str = "*") -> None:
         for name, obj in inspect.getmembers(datamodules, inspect.isclass)
         if issubclass(obj, L.LightningDataModule) and not name.startswith("_")
     ]
-    configs = sorted(
-        str(p.relative_to(PROJECT_ROOT)) for p in CONFIG_ROOT.rglob("*.yaml")
-    ) if CONFIG_ROOT.is_dir() else []
+    configs = (
+        sorted(str(p.relative_to(PROJECT_ROOT)) for p in CONFIG_ROOT.rglob("*.yaml"))
+        if CONFIG_ROOT.is_dir()
+        else []
+    )
     sections = {
         "models": zoo.list_models(glob),
         "backbones": BACKBONES.list(glob),
-        "data modules": sorted(n for n in datamodule_names if fnmatch.fnmatch(n.lower(), glob.lower())),
+        "data modules": sorted(
+            n for n in datamodule_names if fnmatch.fnmatch(n.lower(), glob.lower())
+        ),
         "configs": [c for c in configs if fnmatch.fnmatch(c, glob)],
-        "pretrained": [
-            f"{n}  ({hub.get_entry(n).description})" for n in hub.list_pretrained(glob)
-        ],
+        "pretrained": [f"{n}  ({hub.get_entry(n).description})" for n in hub.list_pretrained(glob)],
     }
     for title, names in sections.items():
         print(f"{title}:")
@@ -263,6 +297,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         sys.exit(f"zoo: error: {err}\n(set ZOO_DEBUG=1 for the traceback)")
     finally:
+        _finish_wandb()
         for run_dir in _CREATED_RUN_DIRS:  # a run that failed before writing anything
             if run_dir.is_dir() and not any(run_dir.iterdir()):
                 run_dir.rmdir()

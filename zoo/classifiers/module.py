@@ -1,4 +1,4 @@
-"""ImageClassifier: a backbone, a linear head and input normalisation, trained with cross-entropy."""
+"""ImageClassifier: a backbone, a linear head and input normalisation, trained by cross-entropy."""
 
 from __future__ import annotations
 
@@ -62,7 +62,10 @@ class ImageClassifier(L.LightningModule):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        self.save_hyperparameters(logger=False)
+        with warnings.catch_warnings():
+            # a module backbone is replaced by its plain config just below
+            warnings.filterwarnings("ignore", message=r"Attribute 'backbone' is an instance")
+            self.save_hyperparameters(logger=False)
         if isinstance(self.hparams.get("backbone"), nn.Module):
             config = module_config(backbone)
             if config is None:
@@ -138,4 +141,7 @@ class ImageClassifier(L.LightningModule):
             total_steps=int(self.trainer.estimated_stepping_batches),
             pct_start=0.1,
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

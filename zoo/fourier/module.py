@@ -170,7 +170,9 @@ class MaskedFourierClassifier(L.LightningModule):
         self.log(f"{stage}/loss", loss, prog_bar=on_step, sync_dist=sync)
         self.log(f"{stage}/dce_squared", dce.square().mean(), sync_dist=sync)
         self.log(f"{stage}/clean_acc", self.metrics[f"{stage}_clean"], on_epoch=True)
-        self.log(f"{stage}/masked_acc", self.metrics[f"{stage}_masked"], on_epoch=True, prog_bar=True)
+        self.log(
+            f"{stage}/masked_acc", self.metrics[f"{stage}_masked"], on_epoch=True, prog_bar=True
+        )
         self.log(f"{stage}/mask_l1", self.mask.l1_fraction(), prog_bar=True, sync_dist=sync)
         return loss
 
@@ -216,7 +218,16 @@ class MaskedFourierClassifier(L.LightningModule):
         radial = self.band_energies()["radial"].mean(dim=(0, 1))
         centres = (torch.arange(len(radial), device=radial.device) + 0.5) / len(radial)
         centroid = (radial.square() * centres).sum() / radial.square().sum().clamp_min(1e-12)
-        self.log("val/mask_radial_centroid", centroid * 2**0.5)
+        self.log("val/mask_radial_centroid", centroid * 2**0.5, sync_dist=True)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """Draw the mask's figures in every run, unless the trainer already does."""
+        from callbacks.spectra import FrequencySpectrumCallback
+
+        present = self._trainer is not None and any(
+            isinstance(cb, FrequencySpectrumCallback) for cb in self.trainer.callbacks
+        )
+        return [] if present else [FrequencySpectrumCallback()]
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.Adam(self.mask.parameters(), lr=self.hparams.lr)
@@ -228,4 +239,7 @@ class MaskedFourierClassifier(L.LightningModule):
             total_steps=int(self.trainer.estimated_stepping_batches),
             pct_start=0.1,
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -1,0 +1,34 @@
+# Set-up and everyday commands. Each target creates the virtual environment at .venv first.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+## The main job: a Fourier mask over the pretrained SmallCNN, on the bundled MNIST digits.
+demo: $(STAMP)
+	$(VENV)/bin/zoo fit -c configs/fourier/mnist_digits.yaml
+
+## Lint, format check and the default test suite (no network, under 15 minutes on 2 cores).
+test: $(STAMP) lint
+	$(VENV)/bin/pytest -q -m "not slow"
+
+## The slower tests (multi-process CLI runs).
+test-slow: $(STAMP)
+	$(VENV)/bin/pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) runs *.egg-info
