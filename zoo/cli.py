@@ -142,7 +142,6 @@ class ZooCLI(LightningCLI):
             checkpoints[0].save_last = True
         return trainer
 
-
     def after_fit(self) -> None:
         self._summarise("fit")
 
