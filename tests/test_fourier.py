@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo.fourier import FourierMask, MaskedFourierClassifier, resolve_classifier
+from zoo.fourier import FourierMask, MaskedFourierClassifier
+from zoo.hub import load_model
 
 
 def test_mask_identity_and_clamp():
@@ -80,10 +81,10 @@ def test_per_image_needs_indices():
         model(torch.rand(2, 1, 28, 28))
 
 
-def test_resolve_classifier_errors():
+def test_load_model_errors():
     with pytest.raises(ValueError, match="did you mean 'small_cnn_mnist.digits'"):
-        resolve_classifier("small_cnn_mnist.digit")
+        load_model("small_cnn_mnist.digit")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        resolve_classifier("missing/model.ckpt")
-    model = resolve_classifier({"class_path": "zoo.nn.MLP", "init_args": {"hidden_dim": 8}})
+        load_model("missing/model.ckpt")
+    model = load_model({"class_path": "zoo.nn.MLP", "init_args": {"hidden_dim": 8}})
     assert model.num_features == 8

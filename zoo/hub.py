@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.nn.config import import_class
+from zoo.nn.config import build_module, import_class
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,36 @@ def load_checkpoint(path: str | Path) -> nn.Module:
     checkpoint = read_checkpoint(path)
     cls = import_class(checkpoint_class_path(checkpoint))
     return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+
+
+def load_model(spec: str | dict[str, Any]) -> nn.Module:
+    """Build a model from a pretrained name, a checkpoint or weights path, a URL or a class.
+
+    Accepted: ``"small_cnn_mnist.digits"`` (``zoo list``), ``"run/checkpoints/last.ckpt"``,
+    ``"weights.safetensors"``, an ``http(s)://`` URL, ``"package.module.Class"`` (built
+    with its default arguments) or ``{"class_path": ..., "init_args": {...}}``.
+    """
+    if isinstance(spec, dict):
+        return build_module(spec)
+    if not isinstance(spec, str) or not spec:
+        raise TypeError(f"expected a non-empty string or a class-path dict, got {spec!r}")
+    if (
+        spec in _ENTRIES
+        or spec.endswith(".safetensors")
+        or spec.startswith(("http://", "https://"))
+    ):
+        return load_pretrained(spec)
+    if spec.endswith(".ckpt"):
+        return load_checkpoint(spec)
+    if re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", spec) and spec.rsplit(".")[-1][0].isupper():
+        log.info("building %s with its default arguments and initial weights", spec)
+        return import_class(spec)()
+    if "/" not in spec and not Path(spec).exists():
+        get_entry(spec)  # not a known entry: raises naming the closest ones
+    raise ValueError(
+        f"cannot resolve model {spec!r}: expected a pretrained name ({', '.join(_ENTRIES)}), "
+        "a .ckpt or .safetensors path, a URL, or a class path 'package.module.Class'"
+    )
 
 
 def plain_init_args(hparams: dict[str, Any]) -> dict[str, Any]:

@@ -7,9 +7,7 @@ Fourier masks" (Karantzas et al., 2022).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -19,41 +17,11 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.fourier.mask import FourierMask
-from zoo.nn.config import build_module, import_class
+from zoo.hub import load_model
 from zoo.registry import register_model
 from zoo.spectral import angular_band_energy, effective_filter, radial_band_energy
 
 log = logging.getLogger(__name__)
-
-
-def resolve_classifier(spec: str | dict[str, Any]) -> nn.Module:
-    """Build a classifier from a hub name, a checkpoint or weights path, or a class path.
-
-    Accepted: ``"small_cnn_mnist.digits"`` (``zoo list``), ``"run/checkpoints/last.ckpt"``,
-    ``"weights.safetensors"``, ``"package.module.Class"`` or
-    ``{"class_path": ..., "init_args": {...}}``.
-    """
-    from zoo import hub
-
-    if isinstance(spec, dict):
-        return build_module(spec)
-    if not isinstance(spec, str) or not spec:
-        raise TypeError(f"classifier must be a non-empty string or a class-path dict, got {spec!r}")
-    if spec in hub.list_pretrained():
-        return hub.load_pretrained(spec)
-    if spec.endswith(".ckpt"):
-        return hub.load_checkpoint(spec)
-    if spec.endswith(".safetensors") or spec.startswith(("http://", "https://")):
-        return hub.load_pretrained(spec)
-    if re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", spec) and spec.rsplit(".")[-1][0].isupper():
-        return import_class(spec)()
-    if "/" not in spec and not Path(spec).exists():
-        hub.get_entry(spec)  # not a known entry: raises naming the closest ones
-    raise ValueError(
-        f"cannot resolve classifier {spec!r}: expected a pretrained name "
-        f"({', '.join(hub.list_pretrained())}), a .ckpt or .safetensors path, a URL, or a "
-        "class path 'package.module.Class'"
-    )
 
 
 @register_model("masked_fourier_classifier")
@@ -70,7 +38,8 @@ class MaskedFourierClassifier(L.LightningModule):
     clamped to [0, 1] after every step.
 
     Args:
-        classifier: The frozen network (see :func:`resolve_classifier`).
+        classifier: The frozen network: a pretrained name, a ``.ckpt`` or ``.safetensors``
+            path, a URL or a class path (see :func:`zoo.hub.load_model`).
         image_size: ``(H, W)`` of the images.
         num_classes: Classes of the classifier's logits.
         per_channel: One mask per image channel instead of one shared by all channels.
@@ -112,7 +81,7 @@ class MaskedFourierClassifier(L.LightningModule):
         if lam < 0:
             raise ValueError(f"lam must be non-negative, got {lam}")
         self.save_hyperparameters(logger=False)
-        self.classifier = resolve_classifier(classifier)
+        self.classifier = load_model(classifier)
         self.classifier.requires_grad_(False)
         self.classifier.eval()
         self.mask = FourierMask(
