@@ -134,15 +134,18 @@ class MaskedFourierClassifier(L.LightningModule):
             )
         self.metrics[f"{stage}_clean"](reference, y)
         self.metrics[f"{stage}_masked"](masked, y)
-        on_step = stage == "train"
-        sync = stage != "train"
-        self.log(f"{stage}/loss", loss, prog_bar=on_step, sync_dist=sync)
-        self.log(f"{stage}/dce_squared", dce.square().mean(), sync_dist=sync)
-        self.log(f"{stage}/clean_acc", self.metrics[f"{stage}_clean"], on_epoch=True)
-        self.log(
-            f"{stage}/masked_acc", self.metrics[f"{stage}_masked"], on_epoch=True, prog_bar=True
-        )
-        self.log(f"{stage}/mask_l1", self.mask.l1_fraction(), prog_bar=True, sync_dist=sync)
+        training = stage == "train"
+        self.log(f"{stage}/loss", loss, prog_bar=training, sync_dist=not training)
+        self.log(f"{stage}/dce_squared", dce.square().mean(), sync_dist=not training)
+        for kind in ("clean", "masked"):
+            self.log(
+                f"{stage}/{kind}_acc",
+                self.metrics[f"{stage}_{kind}"],
+                on_step=False,
+                on_epoch=True,
+                prog_bar=kind == "masked",
+            )
+        self.log(f"{stage}/mask_l1", self.mask.l1_fraction(), prog_bar=True, sync_dist=not training)
         return loss
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
