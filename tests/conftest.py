@@ -57,5 +57,25 @@ trainer:
     return path
 
 
+@pytest.fixture
+def quiet_trainer(tmp_path: Path):
+    """A factory of CPU trainers without logger, checkpoints, progress bars or validation."""
+    import lightning as L
+
+    def make(root: Path | None = None, **kwargs) -> L.Trainer:
+        defaults = {
+            "accelerator": "cpu",
+            "logger": False,
+            "enable_checkpointing": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "limit_val_batches": 0,
+            "default_root_dir": root or tmp_path,
+        }
+        return L.Trainer(**{**defaults, **kwargs})
+
+    return make
+
+
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("WANDB_MODE", "offline")

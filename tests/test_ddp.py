@@ -44,33 +44,22 @@ class GlobalBatches(Sampler):
             ]
 
 
-def _trainer(tmp_path, **kwargs) -> L.Trainer:
-    return L.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-        precision="64-true",  # float32 reduction-order noise would be amplified by Adam
-        **kwargs,
-    )
-
-
-def test_ddp_spawn_matches_one_process(tmp_path):
+def test_ddp_spawn_matches_one_process(tmp_path, quiet_trainer):
+    # float32 reduction-order noise would be amplified by Adam: compare in float64
+    settings = {"max_epochs": 2, "precision": "64-true"}
     per_rank_batch = 16
     L.seed_everything(0)
     data = MNISTDigits(batch_size=per_rank_batch, train_subset=64)
     data.setup()
     single = MaskedFourierClassifier(lr=0.05)
     loader = DataLoader(data.splits["train"], batch_sampler=GlobalBatches(64, per_rank_batch))
-    _trainer(tmp_path / "single", devices=1).fit(single, train_dataloaders=loader)
+    trainer = quiet_trainer(tmp_path / "single", devices=1, **settings)
+    trainer.fit(single, train_dataloaders=loader)
 
     L.seed_everything(0)
     distributed = MaskedFourierClassifier(lr=0.05)
-    _trainer(tmp_path / "ddp", devices=2, strategy="ddp_spawn").fit(distributed, data)
+    trainer = quiet_trainer(tmp_path / "ddp", devices=2, strategy="ddp_spawn", **settings)
+    trainer.fit(distributed, data)
 
     a = single.mask.weight.detach().double()
     b = distributed.mask.weight.detach().double()

@@ -90,22 +90,7 @@ def test_load_model_errors():
     assert model.num_features == 8
 
 
-def _trainer(tmp_path, **kwargs):
-    import lightning as L
-
-    return L.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-        **kwargs,
-    )
-
-
-def test_per_image_fit_with_stopping_rule(tmp_path):
+def test_per_image_fit_with_stopping_rule(quiet_trainer):
     from callbacks import MaskStoppingRule
     from datamodules import MNISTDigits
 
@@ -115,7 +100,7 @@ def test_per_image_fit_with_stopping_rule(tmp_path):
     )
     data = MNISTDigits(batch_size=8, train_subset=8, return_index=True)
     rule = MaskStoppingRule(stage="train", accuracy_ratio=1.0, tolerance=1.0, patience=2)
-    trainer = _trainer(tmp_path, max_epochs=30, callbacks=[rule])
+    trainer = quiet_trainer(max_epochs=30, callbacks=[rule])
     trainer.fit(model, data)
     assert rule.stopped_epoch is not None and rule.stopped_epoch < 29
     l1 = model.mask.weight.abs().flatten(1).mean(1)
@@ -125,10 +110,10 @@ def test_per_image_fit_with_stopping_rule(tmp_path):
     )
 
 
-def test_per_image_refuses_partial_batches(tmp_path):
+def test_per_image_refuses_partial_batches(quiet_trainer):
     from datamodules import MNISTDigits
 
     model = MaskedFourierClassifier(per_image=True, num_images=8)
     data = MNISTDigits(batch_size=4, train_subset=8, return_index=True)
     with pytest.raises(ValueError, match="every training image in one batch"):
-        _trainer(tmp_path, max_epochs=1).fit(model, data)
+        quiet_trainer(max_epochs=1).fit(model, data)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.nn.config import build_module, module_config
+from zoo.optim import one_cycle
 from zoo.registry import register_model
 
 log = logging.getLogger(__name__)
@@ -135,13 +136,4 @@ class ImageClassifier(L.LightningModule):
         optimizer = torch.optim.AdamW(
             self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
         )
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer,
-            max_lr=self.hparams.lr,
-            total_steps=int(self.trainer.estimated_stepping_batches),
-            pct_start=0.1,
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return one_cycle(optimizer, self, self.hparams.lr)

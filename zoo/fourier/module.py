@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.fourier.mask import FourierMask
 from zoo.hub import load_model
+from zoo.optim import one_cycle
 from zoo.registry import register_model
 from zoo.spectral import angular_band_energy, effective_filter, radial_band_energy
 
@@ -205,13 +206,4 @@ class MaskedFourierClassifier(L.LightningModule):
         optimizer = torch.optim.Adam(self.mask.parameters(), lr=self.hparams.lr)
         if self.hparams.schedule == "constant":
             return optimizer
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer,
-            max_lr=self.hparams.lr,
-            total_steps=int(self.trainer.estimated_stepping_batches),
-            pct_start=0.1,
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return one_cycle(optimizer, self, self.hparams.lr)
