@@ -12,6 +12,9 @@ BACKBONE_CONFIGS = {
     "small_cnn": {"in_channels": 1, "hidden_dim": 4, "num_layers": 2, "kernel_size": 5},
     "mlp": {"in_features": 784, "hidden_dim": 16, "num_layers": 2},
     "timm": {"model_name": "resnet10t", "in_channels": 1},
+    "local_conv": {"hidden_dim": 4, "kernel_size": 5, "activation": "linear"},
+    "circular_conv": {"hidden_dim": 4, "num_layers": 2},
+    "locally_connected": {"hidden_dim": 2, "kernel_size": 3, "init_scale": 0.5},
 }
 
 
@@ -87,3 +90,31 @@ def test_checkpoint_round_trip_weights_only(make, tmp_path):
     loaded.eval()
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
+
+
+def test_small_vit_through_timm():
+    vit = TimmBackbone(
+        "vit_tiny_patch16_224",
+        in_channels=1,
+        img_size=28,
+        model_kwargs={"patch_size": 4, "depth": 2, "embed_dim": 32, "num_heads": 2},
+    )
+    model = ImageClassifier(backbone=vit)
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_linear_networks_are_linear_and_init_scale_scales():
+    from zoo.nn import LocalConvNet
+
+    net = LocalConvNet(hidden_dim=3, activation="linear")
+    a, b = torch.rand(2, 1, 1, 28, 28)
+    with torch.no_grad():
+        zero = net(torch.zeros(1, 1, 28, 28))
+        assert torch.allclose(net(a + b) - zero, (net(a) - zero) + (net(b) - zero), atol=1e-5)
+    torch.manual_seed(0)
+    small = MLP(hidden_dim=8, init_scale=0.1)
+    torch.manual_seed(0)
+    plain = MLP(hidden_dim=8)
+    assert torch.allclose(small.net[1].weight, 0.1 * plain.net[1].weight)
+    with pytest.raises(ValueError, match="activation"):
+        MLP(activation="tanh")
