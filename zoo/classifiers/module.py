@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from zoo.attacks import pgd
+from zoo.classifiers.augment import random_affine
 from zoo.nn.config import build_module, module_config
 from zoo.optim import one_cycle
 from zoo.registry import register_model
@@ -45,6 +47,16 @@ class ImageClassifier(L.LightningModule):
         std: Per-channel standard deviation used to normalise pixels.
         lr: Peak learning rate of AdamW under a one-cycle schedule.
         weight_decay: AdamW weight decay.
+        adversarial_eps: PGD adversarial training radius in pixel units (0 trains on clean
+            images); the attack runs with the model in eval mode.
+        adversarial_steps: PGD steps per batch.
+        adversarial_step_size: PGD step in pixel units; default ``eps / 8`` as in
+            Karantzas et al. (2022).
+        adversarial_norm: ``linf`` or ``l2``.
+        augment_scale: Range of random zoom, e.g. ``[0.5, 1.5]``.
+        augment_translate: Largest random shift as a fraction of the image, e.g. ``[0.4, 0.4]``.
+        augment_degrees: Largest random rotation in degrees, e.g. ``180``.
+        noise_std: Standard deviation of Gaussian pixel noise added to training images.
 
     Shapes:
         x: ``(B, in_channels, H, W)`` in [0, 1]; output: ``(B, num_classes)`` logits.
@@ -59,10 +71,23 @@ class ImageClassifier(L.LightningModule):
         std: list[float] | None = None,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
+        adversarial_eps: float = 0.0,
+        adversarial_steps: int = 10,
+        adversarial_step_size: float | None = None,
+        adversarial_norm: Literal["linf", "l2"] = "linf",
+        augment_scale: tuple[float, float] | None = None,
+        augment_translate: tuple[float, float] | None = None,
+        augment_degrees: float | None = None,
+        noise_std: float = 0.0,
     ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if adversarial_eps < 0 or noise_std < 0:
+            raise ValueError(
+                f"adversarial_eps and noise_std must be non-negative, got {adversarial_eps} "
+                f"and {noise_std}"
+            )
         with warnings.catch_warnings():
             # a module backbone is replaced by its plain config just below
             warnings.filterwarnings("ignore", message=r"Attribute 'backbone' is an instance")
@@ -110,8 +135,30 @@ class ImageClassifier(L.LightningModule):
                 f"{type(datamodule).__name__} has {expected} classes"
             )
 
+    def training_inputs(self, x: Tensor, y: Tensor) -> Tensor:
+        """The augmented and/or adversarial images a training step sees."""
+        hp = self.hparams
+        if hp.augment_scale or hp.augment_translate or hp.augment_degrees:
+            x = random_affine(x, hp.augment_scale, hp.augment_translate, hp.augment_degrees)
+        if hp.noise_std > 0:
+            x = (x + hp.noise_std * torch.randn_like(x)).clamp(0, 1)
+        if hp.adversarial_eps > 0:
+            step = hp.adversarial_step_size or hp.adversarial_eps / 8
+            x = pgd(
+                self,
+                x,
+                y,
+                eps=hp.adversarial_eps,
+                step_size=step,
+                steps=hp.adversarial_steps,
+                norm=hp.adversarial_norm,
+            )
+        return x
+
     def _step(self, batch: Sequence[Tensor], stage: str) -> Tensor:
         x, y = batch[0], batch[1]
+        if stage == "train":
+            x = self.training_inputs(x, y)
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         metric = self.metrics[f"{stage}_acc"]
