@@ -1,6 +1,7 @@
-"""Callbacks that compute and draw frequency analyses."""
+"""Callbacks that compute and draw frequency and adversarial analyses."""
 
+from callbacks.adversarial import AdversarialRobustnessCallback
 from callbacks.spectra import FrequencySpectrumCallback
 from callbacks.stopping import MaskStoppingRule
 
-__all__ = ["FrequencySpectrumCallback", "MaskStoppingRule"]
+__all__ = ["AdversarialRobustnessCallback", "FrequencySpectrumCallback", "MaskStoppingRule"]
