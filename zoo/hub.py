@@ -10,6 +10,7 @@ files shipped inside the package, then the cache folder ``$ZOO_HOME/hub`` (defau
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fnmatch
 import hashlib
 import json
@@ -75,13 +76,10 @@ def list_pretrained(pattern: str = "*") -> list[str]:
 def get_entry(name: str) -> PretrainedEntry:
     """The entry registered as ``name``; an unknown name lists the close ones."""
     if name not in _ENTRIES:
-        import difflib
-
         close = difflib.get_close_matches(name, _ENTRIES, n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ValueError(
-            f"unknown pretrained entry {name!r}{hint} (known: {', '.join(sorted(_ENTRIES))}; "
-            "a path to a .safetensors file or an http(s) URL also works)"
+            f"unknown pretrained entry {name!r}{hint} (known: {', '.join(sorted(_ENTRIES))})"
         )
     return _ENTRIES[name]
 
@@ -129,7 +127,8 @@ def resolve_weights(name_or_path: str) -> Path:
         ValueError: The file's SHA-256 does not match the entry's.
     """
     if name_or_path.startswith(("http://", "https://")):
-        target = zoo_home() / "hub" / name_or_path.rsplit("/", 1)[-1]
+        key = hashlib.sha256(name_or_path.encode()).hexdigest()[:12]
+        target = zoo_home() / "hub" / "urls" / f"{key}-{name_or_path.rsplit('/', 1)[-1]}"
         if not target.is_file():
             _download(_sidecar_url(name_or_path), target.with_suffix(".json"))
             _download(name_or_path, target)
@@ -140,11 +139,12 @@ def resolve_weights(name_or_path: str) -> Path:
             raise FileNotFoundError(f"weights file {path} does not exist")
         return path
     entry = get_entry(name_or_path)
-    candidates = [PACKAGE_WEIGHTS / entry.file, zoo_home() / "hub" / entry.file]
+    cached = zoo_home() / "hub" / entry.file
+    candidates = [cached, PACKAGE_WEIGHTS / entry.file]
     path = next((c for c in candidates if c.is_file()), None)
     if path is None and entry.url:
-        path = _download(_sidecar_url(entry.url), candidates[1].with_suffix(".json"))
-        path = _download(entry.url, candidates[1])
+        _download(_sidecar_url(entry.url), cached.with_suffix(".json"))
+        path = _download(entry.url, cached)
     if path is None:
         raise FileNotFoundError(
             f"weights of {entry.name!r} not found; looked in "
@@ -154,8 +154,8 @@ def resolve_weights(name_or_path: str) -> Path:
     if actual != entry.sha256:
         raise ValueError(
             f"checksum mismatch for {path}: sha256 {actual}, but entry {entry.name!r} expects "
-            f"{entry.sha256}. The file is corrupt or from another build; delete it and "
-            f"re-train with `zoo hub build {entry.name}`."
+            f"{entry.sha256}. The file is corrupt or from another build; delete it, or re-train "
+            f"with `zoo hub build {entry.name}` (which writes {cached}, looked up first)."
         )
     log.info("pretrained %s: weights from %s", entry.name, path)
     return path
@@ -165,7 +165,12 @@ def read_metadata(weights: Path) -> dict[str, Any]:
     """The JSON sidecar of a ``.safetensors`` file."""
     sidecar = weights.with_suffix(".json")
     if not sidecar.is_file():
-        raise FileNotFoundError(f"{weights} has no metadata file {sidecar} beside it")
+        hint = (
+            "; for a Lightning checkpoint use zoo.hub.load_checkpoint"
+            if weights.suffix == ".ckpt"
+            else ""
+        )
+        raise FileNotFoundError(f"{weights} has no metadata file {sidecar} beside it{hint}")
     try:
         meta = json.loads(sidecar.read_text())
     except json.JSONDecodeError as err:
@@ -188,7 +193,13 @@ def load_pretrained(name_or_path: str, map_location: str | torch.device = "cpu")
 
     weights = resolve_weights(name_or_path)
     meta = read_metadata(weights)
-    model = import_class(meta["class_path"])(**meta["init_args"])
+    recorded = meta.get("sha256")
+    if recorded and recorded != sha256sum(weights):
+        raise ValueError(
+            f"checksum mismatch for {weights}: its metadata records sha256 {recorded}, the file "
+            "has another; the weights are corrupt or do not belong to this metadata"
+        )
+    model = build_module({"class_path": meta["class_path"], "init_args": meta["init_args"]})
     try:
         state = load_file(str(weights), device=str(map_location))
     except (SafetensorError, OSError) as err:
@@ -227,10 +238,15 @@ def checkpoint_class_path(checkpoint: dict[str, Any], key: str = "hyper_paramete
 
 
 def load_checkpoint(path: str | Path) -> nn.Module:
-    """Rebuild a LightningModule from a checkpoint alone (``weights_only=True``)."""
+    """Rebuild a LightningModule from a checkpoint alone (``weights_only=True``), in eval mode."""
+    import lightning as L
+
     checkpoint = read_checkpoint(path)
-    cls = import_class(checkpoint_class_path(checkpoint))
-    return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    class_path = checkpoint_class_path(checkpoint)
+    cls = import_class(class_path)
+    if not (isinstance(cls, type) and issubclass(cls, L.LightningModule)):
+        raise TypeError(f"the checkpoint's class {class_path!r} is not a LightningModule")
+    return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
 
 
 def load_model(spec: str | dict[str, Any]) -> nn.Module:
@@ -252,15 +268,22 @@ def load_model(spec: str | dict[str, Any]) -> nn.Module:
         return load_pretrained(spec)
     if spec.endswith(".ckpt"):
         return load_checkpoint(spec)
-    if re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", spec) and spec.rsplit(".")[-1][0].isupper():
-        log.info("building %s with its default arguments and initial weights", spec)
-        return import_class(spec)()
-    if "/" not in spec and not Path(spec).exists():
-        get_entry(spec)  # not a known entry: raises naming the closest ones
-    raise ValueError(
-        f"cannot resolve model {spec!r}: expected a pretrained name ({', '.join(_ENTRIES)}), "
-        "a .ckpt or .safetensors path, a URL, or a class path 'package.module.Class'"
+    accepted = (
+        "a model is a pretrained name, a .ckpt or .safetensors path, an http(s) URL or a class "
+        "path 'package.module.Class'"
     )
+    if re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", spec) and spec.rsplit(".")[-1][0].isupper():
+        try:
+            model = build_module({"class_path": spec})
+        except ValueError as err:
+            close = difflib.get_close_matches(spec.lower(), _ENTRIES, n=1, cutoff=0.6)
+            hint = f"; did you mean the pretrained entry {close[0]!r}?" if close else ""
+            raise ValueError(f"{err}{hint} ({accepted})") from None
+        log.info("built %s with its default arguments and initial weights", spec)
+        return model
+    close = difflib.get_close_matches(spec, _ENTRIES, n=3, cutoff=0.4)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise ValueError(f"cannot resolve model {spec!r}{hint} ({accepted})")
 
 
 def plain_init_args(hparams: dict[str, Any]) -> dict[str, Any]:
@@ -287,7 +310,7 @@ def export_checkpoint(
     data_hparams = checkpoint.get("datamodule_hyper_parameters") or {}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = stem or Path(checkpoint_path).stem
+    stem = Path(stem).name.removesuffix(".safetensors") if stem else Path(checkpoint_path).stem
     weights = out_dir / f"{stem}.safetensors"
     sidecar = out_dir / f"{stem}.json"
     for existing in (weights, sidecar):
@@ -295,6 +318,7 @@ def export_checkpoint(
             raise FileExistsError(f"{existing} exists; remove it or choose another name")
     state = {k: v.contiguous() for k, v in checkpoint["state_dict"].items()}
     save_file(state, str(weights))
+    weights.chmod(0o644)
     meta = {
         "class_path": class_path,
         "init_args": plain_init_args(model_hparams),
