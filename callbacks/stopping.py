@@ -13,10 +13,11 @@ log = logging.getLogger(__name__)
 class MaskStoppingRule(L.Callback):
     """Stops a mask fit once it is accurate enough and its sparsity has settled.
 
-    After each epoch: if masked accuracy is at least ``accuracy_ratio`` times the clean
-    accuracy, the counter grows when the relative change of the mask's L1 fraction is at
-    most ``tolerance`` and resets otherwise; the fit stops when the counter reaches
-    ``patience``. Karantzas et al. (2022) use 0.99, 1e-5 and 7.
+    After each epoch the counter grows when masked accuracy is at least ``accuracy_ratio``
+    times the clean accuracy and the relative change of the mask's L1 fraction is at most
+    ``tolerance``; any other epoch resets it, as does an epoch in which the learning rate
+    rose (a warm-up, when a small rate makes the mask look settled). The fit stops when the
+    counter reaches ``patience``. Karantzas et al. (2022) use 0.99, 1e-5 and 7.
 
     Args:
         accuracy_ratio: Minimum masked / clean accuracy.
@@ -43,6 +44,7 @@ class MaskStoppingRule(L.Callback):
         self.stage = stage
         self.counter = 0
         self.previous_l1: float | None = None
+        self.previous_lr: float | None = None
         self.stopped_epoch: int | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -52,11 +54,14 @@ class MaskStoppingRule(L.Callback):
             rank_zero_warn(f"MaskStoppingRule: metrics {keys} not logged; rule not applied")
             return
         clean, masked, l1 = (float(metrics[k]) for k in keys)
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        warming_up = None not in (lr, self.previous_lr) and lr > self.previous_lr
         accurate = masked >= self.accuracy_ratio * clean
-        if accurate and self.previous_l1 is not None:
-            change = abs(l1 - self.previous_l1) / max(self.previous_l1, 1e-12)
-            self.counter = self.counter + 1 if change <= self.tolerance else 0
-        self.previous_l1 = l1
+        settled = self.previous_l1 is not None and (
+            abs(l1 - self.previous_l1) / max(self.previous_l1, 1e-12) <= self.tolerance
+        )
+        self.counter = self.counter + 1 if accurate and settled and not warming_up else 0
+        self.previous_l1, self.previous_lr = l1, lr
         stop = trainer.strategy.reduce_boolean_decision(self.counter >= self.patience, all=True)
         if stop:
             trainer.should_stop = True
@@ -76,8 +81,13 @@ class MaskStoppingRule(L.Callback):
             )
 
     def state_dict(self) -> dict:
-        return {"counter": self.counter, "previous_l1": self.previous_l1}
+        return {
+            "counter": self.counter,
+            "previous_l1": self.previous_l1,
+            "previous_lr": self.previous_lr,
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.counter = state_dict["counter"]
         self.previous_l1 = state_dict["previous_l1"]
+        self.previous_lr = state_dict.get("previous_lr")

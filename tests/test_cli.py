@@ -33,7 +33,8 @@ def test_fit_writes_a_complete_run_folder(fitted_run):
     (offline,) = (fitted_run / "wandb").glob("offline-run-*")
     assert list((offline / "files" / "media" / "images" / "figures").glob("mask_*.png"))
     checkpoint = torch.load(fitted_run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert checkpoint["hyper_parameters"]["classifier"] == "small_cnn_mnist.digits"
+    classifier = checkpoint["hyper_parameters"]["classifier"]  # self-contained: no file path
+    assert classifier["class_path"] == "zoo.classifiers.module.ImageClassifier"
 
 
 def test_test_from_checkpoint_alone(fitted_run, capsys):

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.nn.config import build_module, import_class
+from zoo.nn.config import build_module, fresh_hyperparameters, import_class
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,9 @@ def load_checkpoint(path: str | Path) -> nn.Module:
     cls = import_class(class_path)
     if not (isinstance(cls, type) and issubclass(cls, L.LightningModule)):
         raise TypeError(f"the checkpoint's class {class_path!r} is not a LightningModule")
-    return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
+    with fresh_hyperparameters():
+        model = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    return model.eval()
 
 
 def load_model(spec: str | dict[str, Any]) -> nn.Module:
@@ -284,6 +286,22 @@ def load_model(spec: str | dict[str, Any]) -> nn.Module:
     close = difflib.get_close_matches(spec, _ENTRIES, n=3, cutoff=0.4)
     hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
     raise ValueError(f"cannot resolve model {spec!r}{hint} ({accepted})")
+
+
+def describe_model(model: nn.Module) -> dict[str, Any] | None:
+    """The ``class_path`` / ``init_args`` that rebuild ``model``'s architecture, if known."""
+    import lightning as L
+
+    from zoo.nn.config import module_config
+
+    config = module_config(model)
+    if config is None and isinstance(model, L.LightningModule) and model.hparams:
+        cls = type(model)
+        config = {
+            "class_path": f"{cls.__module__}.{cls.__qualname__}",
+            "init_args": plain_init_args(dict(model.hparams)),
+        }
+    return config
 
 
 def plain_init_args(hparams: dict[str, Any]) -> dict[str, Any]:

@@ -13,11 +13,12 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.fourier.mask import FourierMask
-from zoo.hub import load_model
+from zoo.hub import describe_model, load_model
 from zoo.optim import one_cycle
 from zoo.registry import register_model
 from zoo.spectral import angular_band_energy, effective_filter, radial_band_energy
@@ -83,6 +84,11 @@ class MaskedFourierClassifier(L.LightningModule):
             raise ValueError(f"lam must be non-negative, got {lam}")
         self.save_hyperparameters(logger=False)
         self.classifier = load_model(classifier)
+        described = describe_model(self.classifier)
+        if described is not None:
+            # the checkpoint rebuilds the classifier from its config; its weights are in the
+            # state dict, so the original file is no longer needed
+            self.hparams["classifier"] = described
         self.classifier.requires_grad_(False)
         self.classifier.eval()
         self.mask = FourierMask(
@@ -165,10 +171,22 @@ class MaskedFourierClassifier(L.LightningModule):
         self.mask.clamp_()
 
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
+        if not self._skip_held_out("validation"):
+            self._step(batch, "val")
 
     def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
+        if not self._skip_held_out("test"):
+            self._step(batch, "test")
+
+    def _skip_held_out(self, stage: str) -> bool:
+        """Per-image masks belong to their training images: other splits have no mask."""
+        if self.hparams.per_image and not getattr(self, "_warned_held_out", False):
+            rank_zero_warn(
+                f"per-image masks are scored on their own images (train/ metrics); the {stage} "
+                "split has no masks and is skipped (set trainer.limit_val_batches: 0)"
+            )
+            self._warned_held_out = True
+        return self.hparams.per_image
 
     def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, _, index = self._unpack(batch)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
+from collections.abc import Iterator
 from typing import Any
 
 from torch import nn
@@ -58,6 +60,26 @@ def import_class(class_path: str) -> type:
     return getattr(module, name)
 
 
+@contextlib.contextmanager
+def fresh_hyperparameters() -> Iterator[None]:
+    """Build nested LightningModules with their own hyper-parameters.
+
+    LightningCLI hands the config of the module it instantiates to ``save_hyperparameters``
+    through a context variable; a module built inside that constructor (a pretrained
+    classifier, say) must not pick up its parent's config.
+    """
+    try:
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+    except ImportError:  # a Lightning without the mechanism has nothing to reset
+        yield
+        return
+    token = _given_hyperparameters.set(None)
+    try:
+        yield
+    finally:
+        _given_hyperparameters.reset(token)
+
+
 def build_module(spec: nn.Module | dict[str, Any], base: type = nn.Module) -> nn.Module:
     """Return ``spec`` if it is a module, else build it from ``{"class_path", "init_args"}``."""
     if isinstance(spec, nn.Module):
@@ -70,7 +92,8 @@ def build_module(spec: nn.Module | dict[str, Any], base: type = nn.Module) -> nn
     cls = import_class(spec["class_path"])
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise TypeError(f"{spec['class_path']!r} is not a subclass of {base.__name__}")
-    return cls(**spec.get("init_args", {}))
+    with fresh_hyperparameters():
+        return cls(**spec.get("init_args", {}))
 
 
 def module_config(module: nn.Module | dict[str, Any]) -> dict[str, Any] | None:
