@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import gzip
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -76,6 +77,7 @@ class ImageDataModule(L.LightningDataModule):
         seed: Seed of the split permutation.
     """
 
+    abstract = True  # a base: listed by `zoo list` only through its subclasses
     num_classes: int = 10
     in_channels: int = 1
     classes: Sequence[str] = tuple(str(i) for i in range(10))
@@ -95,8 +97,15 @@ class ImageDataModule(L.LightningDataModule):
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {value}")
+        if val_fraction + test_fraction >= 1.0:
+            raise ValueError(
+                f"val_fraction + test_fraction must leave training images, got {val_fraction} "
+                f"+ {test_fraction}"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        if train_subset is not None and train_subset < 1:
+            raise ValueError(f"train_subset must be a positive integer or null, got {train_subset}")
         self.save_hyperparameters()
         self.splits: dict[str, Dataset] = {}
 
@@ -222,7 +231,9 @@ class _TorchvisionImages(ImageDataModule):
 
     def __init__(self, root: str | None = None, download: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.root = Path(root).expanduser() if root else Path("~/.cache/zoo/data").expanduser()
+        default = Path(os.environ.get("ZOO_HOME", "~/.cache/zoo")) / "data"
+        self.root = Path(root or default).expanduser()
+        self.root_given = root is not None
         self.download = download
 
     def _torchvision(self, cls, **kwargs) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
@@ -326,6 +337,12 @@ class FashionMNIST(_TorchvisionImages):
         for folder in self._folders():
             files = [_find_idx(folder, n) for n in names + test_names]
             if all(files):
+                if self.root_given and folder == DEBIAN_FASHION_MNIST:
+                    log.warning(
+                        "Fashion-MNIST: no IDX files in root=%s; using the Debian copy in %s",
+                        self.root,
+                        folder,
+                    )
                 log.info("Fashion-MNIST: reading IDX files from %s", folder)
                 arrays = [read_idx(f) for f in files]
                 return _to_tensors(arrays[0], arrays[1]), _to_tensors(arrays[2], arrays[3])

@@ -127,3 +127,47 @@ def test_corrupt_checkpoint_for_test(isolated, capsys):
     bad = isolated / "bad.ckpt"
     bad.write_bytes(b"\x00" * 64)
     assert "not a readable checkpoint" in _fails(["test", "--ckpt_path", str(bad)], capsys)
+
+
+def test_wandb_is_offline_without_a_key(monkeypatch, tmp_path):
+    from zoo.cli import wandb_mode
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert wandb_mode() == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_mode() == "online"
+    monkeypatch.delenv("WANDB_API_KEY")
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password secret\n")
+    assert wandb_mode() == "online"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert wandb_mode() == "offline"
+
+
+def test_launch_token_is_shared_by_ranks_and_new_per_launch(monkeypatch):
+    from zoo.cli import _launch_token
+
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert _launch_token() is None  # one task: every run gets its own random folder
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    monkeypatch.setenv("SLURM_STEP_ID", "3")
+    assert _launch_token() == "slurm42.3"
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    assert _launch_token().startswith("torchrun")
+
+
+def test_failed_run_is_marked(fitted_run, tiny_mask_config, capsys):
+    _fails(["fit", "-c", str(tiny_mask_config), "--model.init_args.image_size", "[32, 32]"], capsys)
+    runs = _runs(fitted_run.parents[1].parent, "tiny_mask")
+    failed = [r for r in runs if (r / "FAILED").is_file()]
+    assert len(failed) == 1 and "cannot filter" in (failed[0] / "FAILED").read_text()
+    assert not (fitted_run / "FAILED").exists()
+
+
+def test_unreadable_checkpoint_with_a_config(tiny_mask_config, isolated, capsys):
+    bad = isolated / "bad.ckpt"
+    bad.write_bytes(b"\x00" * 64)
+    message = _fails(["fit", "-c", str(tiny_mask_config), "--ckpt_path", str(bad)], capsys)
+    assert "not a readable checkpoint" in message

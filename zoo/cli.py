@@ -49,16 +49,27 @@ def wandb_mode() -> str:
     return "offline"
 
 
+def _launch_token() -> str | None:
+    """An id that every process of one multi-process launch shares, and no other launch has."""
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # torchrun: the ranks are children of one agent
+        run_id = os.environ["TORCHELASTIC_RUN_ID"]
+        return f"torchrun{os.getppid()}" + ("" if run_id == "none" else f"-{run_id}")
+    if os.environ.get("SLURM_JOB_ID") and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        step = os.environ.get("SLURM_STEP_ID", "0")
+        return f"slurm{os.environ['SLURM_JOB_ID']}.{step}"
+    return None
+
+
 def make_run_dir(root: str | Path, experiment: str, subcommand: str) -> Path:
     """Create a new, unique run folder; never reuses an existing one.
 
-    Processes of one ``torchrun`` or SLURM job share the job's id, so they share a folder.
+    The processes of one ``torchrun`` launch or one multi-task SLURM step share a folder.
     """
-    job = os.environ.get("TORCHELASTIC_RUN_ID") or os.environ.get("SLURM_JOB_ID")
     suffix = "" if subcommand == "fit" else f"-{subcommand}"
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    if job:
-        path = Path(root) / experiment / f"{stamp[:8]}-job{job}{suffix}"
+    token = _launch_token()
+    if token:
+        path = Path(root) / experiment / f"{stamp[:8]}-{token}{suffix}"
         path.mkdir(parents=True, exist_ok=True)
         return path
     for _ in range(100):
@@ -167,23 +178,21 @@ class ZooCLI(LightningCLI):
 
 
 def _checkpoint_arguments(argv: list[str]) -> list[str]:
-    """For ``zoo test --ckpt_path X`` alone, add ``--model`` and ``--data`` from the checkpoint."""
-    if not argv or argv[0] not in LIGHTNING_SUBCOMMANDS[1:]:
+    """Check ``--ckpt_path``; alone with test/validate/predict, add the model and data it holds."""
+    if not argv:
         return argv
+    ckpt = None
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg.split("=", 1)[0] == "--ckpt_path":
+            ckpt = (
+                arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else None)
+            )
+    if ckpt is None or ckpt in ("last", "best", "hpc", "registry"):
+        return argv
+    checkpoint = hub.read_checkpoint(ckpt)  # a clear error for missing or unreadable files
     flags = {a.split("=", 1)[0] for a in argv[1:]}
-    if flags & {"-c", "--config", "--model", "--data"}:
+    if argv[0] not in LIGHTNING_SUBCOMMANDS[1:] or flags & {"-c", "--config", "--model", "--data"}:
         return argv
-    ckpt = next(
-        (
-            a.split("=", 1)[1] if "=" in a else argv[i + 2]
-            for i, a in enumerate(argv[1:])
-            if a.split("=", 1)[0] == "--ckpt_path" and ("=" in a or i + 2 < len(argv))
-        ),
-        None,
-    )
-    if ckpt is None:
-        return argv
-    checkpoint = hub.read_checkpoint(ckpt)
     extra = []
     for key, flag in (("hyper_parameters", "--model"), ("datamodule_hyper_parameters", "--data")):
         hparams = checkpoint.get(key)
@@ -213,26 +222,32 @@ def list_command(pattern: str = "*") -> None:
 
     from zoo.registry import BACKBONES
 
-    glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
+    glob = (pattern if any(c in pattern for c in "*?[") else f"*{pattern}*").lower()
     datamodule_names = [
         name
         for name, obj in inspect.getmembers(datamodules, inspect.isclass)
-        if issubclass(obj, L.LightningDataModule) and not name.startswith("_")
+        if issubclass(obj, L.LightningDataModule) and not vars(obj).get("abstract", False)
     ]
     configs = (
         sorted(str(p.relative_to(PROJECT_ROOT)) for p in CONFIG_ROOT.rglob("*.yaml"))
         if CONFIG_ROOT.is_dir()
         else []
     )
+    pretrained = [f"{n}  ({hub.get_entry(n).description})" for n in hub.list_pretrained()]
     sections = {
-        "models": zoo.list_models(glob),
-        "backbones": BACKBONES.list(glob),
-        "data modules": sorted(
-            n for n in datamodule_names if fnmatch.fnmatch(n.lower(), glob.lower())
-        ),
-        "configs": [c for c in configs if fnmatch.fnmatch(c, glob)],
-        "pretrained": [f"{n}  ({hub.get_entry(n).description})" for n in hub.list_pretrained(glob)],
+        "models": zoo.list_models(),
+        "backbones": BACKBONES.list(),
+        "data modules": datamodule_names,
+        "configs": configs,
+        "pretrained": pretrained,
     }
+    sections = {
+        title: [n for n in names if fnmatch.fnmatch(n.lower(), glob)]
+        for title, names in sections.items()
+    }
+    if not any(sections.values()):
+        print(f"nothing matches {pattern!r}; `zoo list` shows everything")
+        return
     for title, names in sections.items():
         print(f"{title}:")
         for name in names or ["(none)"]:
@@ -278,8 +293,15 @@ def _hub_main(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``zoo`` console script."""
     from_shell = argv is None
+    _CREATED_RUN_DIRS.clear()  # the folders of this command only
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(
+            "zoo list [PATTERN]        models, backbones, data modules, configs, pretrained\n"
+            "zoo hub build|export ...  re-train a pretrained entry, export a checkpoint\n"
+            "zoo fit|validate|test|predict ...  LightningCLI subcommands (below)\n"
+        )
     try:
         if argv and argv[0] == "list":
             list_command(argv[1] if len(argv) > 1 else "*")
@@ -292,14 +314,25 @@ def main(argv: list[str] | None = None) -> None:
             sys.argv[1:] = argv
         ZooCLI(args=None if from_shell else argv)
     except USER_ERRORS as err:
+        _mark_failed(f"{type(err).__name__}: {err}")
         if os.environ.get("ZOO_DEBUG"):
             raise
         sys.exit(f"zoo: error: {err}\n(set ZOO_DEBUG=1 for the traceback)")
+    except KeyboardInterrupt:
+        _mark_failed("interrupted")
+        raise
     finally:
         _finish_wandb()
         for run_dir in _CREATED_RUN_DIRS:  # a run that failed before writing anything
             if run_dir.is_dir() and not any(run_dir.iterdir()):
                 run_dir.rmdir()
+
+
+def _mark_failed(reason: str) -> None:
+    """Leave a FAILED file in the folders of runs that did not finish."""
+    for run_dir in _CREATED_RUN_DIRS:
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            (run_dir / "FAILED").write_text(reason + "\n")
 
 
 if __name__ == "__main__":
