@@ -171,3 +171,13 @@ def test_unreadable_checkpoint_with_a_config(tiny_mask_config, isolated, capsys)
     bad.write_bytes(b"\x00" * 64)
     message = _fails(["fit", "-c", str(tiny_mask_config), "--ckpt_path", str(bad)], capsys)
     assert "not a readable checkpoint" in message
+
+
+def test_predict_saves_predictions(fitted_run):
+    main(["predict", "--ckpt_path", str(fitted_run / "checkpoints" / "last.ckpt")])
+    (run,) = [
+        r for r in _runs(fitted_run.parents[1].parent, "tiny_mask") if r.name.endswith("-predict")
+    ]
+    probabilities = torch.load(run / "predictions.pt", weights_only=True)
+    assert probabilities.shape == (500, 10)
+    assert torch.allclose(probabilities.sum(1), torch.ones(500), atol=1e-5)

@@ -159,6 +159,24 @@ class ZooCLI(LightningCLI):
     def after_test(self) -> None:
         self._summarise("test")
 
+    def after_validate(self) -> None:
+        self._summarise("validate")
+
+    def after_predict(self) -> None:
+        """Save what ``zoo predict`` computed as ``predictions.pt`` in the run folder."""
+        import torch
+
+        predictions = self.trainer.predict_loop.predictions
+        if not predictions or not self.trainer.is_global_zero:
+            return
+        batches = predictions[0] if isinstance(predictions[0], list) else predictions
+        path = Path(self.run_dir) / "predictions.pt"
+        if all(isinstance(b, torch.Tensor) for b in batches):
+            torch.save(torch.cat(batches), path)
+        else:
+            torch.save(batches, path)
+        print(f"predictions: {path}")
+
     def _summarise(self, stage: str) -> None:
         if not self.trainer.is_global_zero:
             return
