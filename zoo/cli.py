@@ -63,8 +63,12 @@ def _launch_token() -> str | None:
 def make_run_dir(root: str | Path, experiment: str, subcommand: str) -> Path:
     """Create a new, unique run folder; never reuses an existing one.
 
-    The processes of one ``torchrun`` launch or one multi-task SLURM step share a folder.
+    The processes of one ``torchrun`` launch, one multi-task SLURM step, or one run that
+    Lightning's DDP launcher splits into processes share a folder.
     """
+    inherited = os.environ.get("ZOO_RUN_DIR")
+    if inherited and os.environ.get("LOCAL_RANK") and Path(inherited).is_dir():
+        return Path(inherited)  # a process that Lightning's DDP launcher started for this run
     suffix = "" if subcommand == "fit" else f"-{subcommand}"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     token = _launch_token()
@@ -77,6 +81,7 @@ def make_run_dir(root: str | Path, experiment: str, subcommand: str) -> Path:
         try:
             path.mkdir(parents=True, exist_ok=False)
             _CREATED_RUN_DIRS.append(path)
+            os.environ["ZOO_RUN_DIR"] = str(path.resolve())  # inherited by DDP workers
             return path
         except FileExistsError:
             continue
