@@ -25,6 +25,7 @@ def spectral_sums(x: Tensor, radius: float, num_bins: int) -> dict[str, Tensor]:
         ``profile`` (num_bins,): summed radial power profiles (channels averaged);
         ``hf_fraction`` (): summed high-frequency energy fractions above ``radius``;
         ``log_magnitude`` (H, W): summed fftshifted ``log(1 + |fft2|)``, channels averaged;
+        ``l2_norm`` (): summed L2 norms of the images (all channels);
         ``count`` (): number of images.
     """
     images = x.flatten(0, -3) if x.ndim > 3 else x  # (N * C, H, W)
@@ -35,6 +36,7 @@ def spectral_sums(x: Tensor, radius: float, num_bins: int) -> dict[str, Tensor]:
         "profile": radial_profile(images, num_bins).sum(0) / channels,
         "hf_fraction": high_frequency_fraction(images, radius).sum() / channels,
         "log_magnitude": torch.log1p(magnitude).sum(0) / channels,
+        "l2_norm": x.flatten(1).norm(dim=1).sum(),
         "count": torch.tensor(float(per_image), device=x.device),
     }
 
@@ -155,6 +157,7 @@ class AdversarialRobustnessCallback(L.Callback):
                 "profile": (sums[f"{kind}/profile"] / count).float().cpu(),
                 "hf_fraction": float(sums[f"{kind}/hf_fraction"] / count),
                 "log_magnitude": (sums[f"{kind}/log_magnitude"] / count).float().cpu(),
+                "l2_norm": float(sums[f"{kind}/l2_norm"] / count),
             }
         self.results = results
         for eps, value in accuracy.items():

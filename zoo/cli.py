@@ -1,4 +1,4 @@
-"""The ``zoo`` command: LightningCLI subcommands plus ``zoo list`` and ``zoo hub``.
+"""The ``zoo`` command: LightningCLI subcommands plus ``zoo list``, ``zoo hub`` and ``zoo study``.
 
 ``zoo fit|validate|test|predict`` are LightningCLI in subclass mode: a config names its
 model and data module by class (short names work). Every run gets its own folder,
@@ -101,13 +101,22 @@ class ZooSaveConfig(SaveConfigCallback):
 
 
 class ZooCLI(LightningCLI):
-    """LightningCLI with one folder per run, W&B by default and checkpoints in the run folder."""
+    """LightningCLI with one folder per run, W&B by default and checkpoints in the run folder.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    Args:
+        run_dir: Use this folder for the run instead of a new one (a study's members
+            resume in their own folders); its ``config.yaml`` is overwritten.
+        *args, **kwargs: Passed to ``LightningCLI``.
+    """
+
+    def __init__(self, *args: Any, run_dir: str | Path | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_callback", ZooSaveConfig)
         kwargs.setdefault("parser_kwargs", {"default_env": False})
+        if run_dir is not None:
+            kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        self._fixed_run_dir = None if run_dir is None else Path(run_dir)
         self.run_dir: Path | None = None
         super().__init__(L.LightningModule, L.LightningDataModule, *args, **kwargs)
 
@@ -132,7 +141,12 @@ class ZooCLI(LightningCLI):
         return Path("runs")
 
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand]
+        if self._fixed_run_dir is not None:
+            self._fixed_run_dir.mkdir(parents=True, exist_ok=True)
+            self.run_dir = self._fixed_run_dir
+            log.info("run folder: %s", self.run_dir)
+            return
+        config = self.config[self.subcommand] if self.subcommand else self.config
         experiment = self._experiment_name(config)
         self.run_dir = make_run_dir(self._run_root(config), experiment, self.subcommand)
         log.info("run folder: %s", self.run_dir)
@@ -200,6 +214,16 @@ class ZooCLI(LightningCLI):
         print("\n".join(lines))
 
 
+def cli_from_python(args: list[str] | dict[str, Any], **kwargs: Any) -> ZooCLI:
+    """A ``ZooCLI`` built from ``args`` alone, whatever the command line of this process says."""
+    argv = sys.argv[1:]
+    sys.argv[1:] = []
+    try:
+        return ZooCLI(args=args, **kwargs)
+    finally:
+        sys.argv[1:] = argv
+
+
 def _checkpoint_arguments(argv: list[str]) -> list[str]:
     """Check ``--ckpt_path``; alone with test/validate/predict, add the model and data it holds."""
     if not argv:
@@ -243,7 +267,8 @@ def list_command(pattern: str = "*") -> None:
     """Print models, data modules, configs and pretrained entries matching a pattern."""
     import inspect
 
-    from zoo.registry import BACKBONES
+    import zoo.studies  # noqa: F401  (registers the studies)
+    from zoo.registry import BACKBONES, STUDIES
 
     glob = (pattern if any(c in pattern for c in "*?[") else f"*{pattern}*").lower()
     datamodule_names = [
@@ -260,6 +285,7 @@ def list_command(pattern: str = "*") -> None:
     sections = {
         "models": zoo.list_models(),
         "backbones": BACKBONES.list(),
+        "studies": STUDIES.list(),
         "data modules": datamodule_names,
         "configs": configs,
         "pretrained": pretrained,
@@ -283,7 +309,7 @@ def hub_build(name: str, out: str | None = None) -> Path:
     config = PROJECT_ROOT / entry.config
     if not config.is_file():
         raise FileNotFoundError(f"config {config} of entry {name!r} does not exist")
-    cli = ZooCLI(args=["fit", "-c", str(config)], run=True)
+    cli = cli_from_python(["fit", "-c", str(config)], run=True)
     ckpt = cli.trainer.checkpoint_callback.last_model_path
     results = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     metrics = {k: round(float(v), 6) for k, v in results[0].items()}
@@ -313,6 +339,30 @@ def _hub_main(argv: list[str]) -> None:
         print(f"{weights}\n{weights.with_suffix('.json')}")
 
 
+def _study_main(argv: list[str]) -> None:
+    import argparse
+
+    from zoo.studies import load_study
+    from zoo.studies.base import markdown_table
+
+    parser = argparse.ArgumentParser(
+        prog="zoo study",
+        description="Train the runs of a study, resuming finished ones, and tabulate them.",
+    )
+    parser.add_argument(
+        "-c", "--config", required=True, help="study YAML, e.g. configs/robustness/"
+    )
+    parser.add_argument("--out", help="study folder (default runs/<config name>)")
+    parser.add_argument("--only", help="comma-separated stages to run now (default: all)")
+    args = parser.parse_args(argv)
+    study = load_study(args.config, args.out)
+    only = [name.strip() for name in args.only.split(",")] if args.only else None
+    rows = study.run(only)
+    print(f"\n{markdown_table(rows)}\n\nstudy folder: {study.folder}")
+    print(f"  table:   {study.folder / 'results.csv'} and results.md")
+    print(f"  figures: {study.folder / 'figures'}/*.png")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``zoo`` console script."""
     from_shell = argv is None
@@ -323,6 +373,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             "zoo list [PATTERN]        models, backbones, data modules, configs, pretrained\n"
             "zoo hub build|export ...  re-train a pretrained entry, export a checkpoint\n"
+            "zoo study -c CONFIG       train and tabulate a study (configs/robustness/)\n"
             "zoo fit|validate|test|predict ...  LightningCLI subcommands (below)\n"
         )
     try:
@@ -331,6 +382,9 @@ def main(argv: list[str] | None = None) -> None:
             return
         if argv and argv[0] == "hub":
             _hub_main(argv[1:])
+            return
+        if argv and argv[0] == "study":
+            _study_main(argv[1:])
             return
         argv = _checkpoint_arguments(argv)
         if from_shell:

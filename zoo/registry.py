@@ -1,4 +1,4 @@
-"""Name-to-constructor registries for models and backbones.
+"""Name-to-constructor registries for models, backbones and studies.
 
 A registry maps a unique name to a callable that builds an object. Registering a name
 twice is an error (never a silent override), and an unknown name is an error that lists
@@ -75,9 +75,11 @@ class Registry:
 
 MODELS = Registry("model")
 BACKBONES = Registry("backbone")
+STUDIES = Registry("study")
 
 register_model = MODELS.register
 register_backbone = BACKBONES.register
+register_study = STUDIES.register
 
 
 def list_models(pattern: str = "*") -> list[str]:

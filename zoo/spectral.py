@@ -192,3 +192,18 @@ def radial_band_energy(mask: Tensor, num_bands: int = 32) -> Tensor:
 def angular_band_energy(mask: Tensor, num_bands: int = 32) -> Tensor:
     """Normalised energy of an unshifted mask in ``num_bands`` wedges, ``(..., n)``."""
     return band_energy(mask, angular_bands(*mask.shape[-2:], num_bands, device=mask.device))
+
+
+def radial_centroid(energies: Tensor) -> Tensor:
+    """Energy-weighted mean radius of ring energies from :func:`radial_band_energy`.
+
+    In Nyquist units: 0 is DC, ``sqrt(2)`` the corner; a lower centroid means a mask that
+    keeps lower frequencies.
+
+    Shapes:
+        energies: ``(..., n)``; output: ``(...)``.
+    """
+    n = energies.shape[-1]
+    centres = (torch.arange(n, device=energies.device, dtype=energies.dtype) + 0.5) / n
+    weights = energies.square()
+    return (weights * centres).sum(-1) / weights.sum(-1).clamp_min(1e-12) * math.sqrt(2)

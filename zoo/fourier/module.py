@@ -21,7 +21,12 @@ from zoo.fourier.mask import FourierMask
 from zoo.hub import describe_model, load_model
 from zoo.optim import one_cycle
 from zoo.registry import register_model
-from zoo.spectral import angular_band_energy, effective_filter, radial_band_energy
+from zoo.spectral import (
+    angular_band_energy,
+    effective_filter,
+    radial_band_energy,
+    radial_centroid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -207,9 +212,7 @@ class MaskedFourierClassifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         radial = self.band_energies()["radial"].mean(dim=(0, 1))
-        centres = (torch.arange(len(radial), device=radial.device) + 0.5) / len(radial)
-        centroid = (radial.square() * centres).sum() / radial.square().sum().clamp_min(1e-12)
-        self.log("val/mask_radial_centroid", centroid * 2**0.5, sync_dist=True)
+        self.log("val/mask_radial_centroid", radial_centroid(radial), sync_dist=True)
 
     def configure_callbacks(self) -> list[L.Callback]:
         """Draw the mask's figures in every run, unless the trainer already does."""
