@@ -57,7 +57,8 @@ class AdversarialRobustnessCallback(L.Callback):
         step_size: PGD step in pixel units; default ``2.5 * eps / steps``.
         radius: Radius above which energy counts as high frequency.
         num_bins: Rings of the radial profile; default ``min(H, W) // 2``.
-        max_batches: Attack at most this many batches per epoch (``None``: all).
+        max_batches: Attack at most this many batches per epoch and process (``None``: all);
+            under DDP each rank attacks its own first ``max_batches`` batches.
         stage: ``val`` or ``test``.
         every_n_epochs: With ``stage: val``, attack every n-th validation epoch.
     """
