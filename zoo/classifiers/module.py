@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -15,7 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.attacks import pgd
 from zoo.classifiers.augment import random_affine
-from zoo.nn.config import build_module, module_config
+from zoo.nn.config import build_module, save_module_hyperparameters
 from zoo.optim import one_cycle
 from zoo.registry import register_model
 
@@ -88,21 +87,7 @@ class ImageClassifier(L.LightningModule):
                 f"adversarial_eps and noise_std must be non-negative, got {adversarial_eps} "
                 f"and {noise_std}"
             )
-        with warnings.catch_warnings():
-            # a module backbone is replaced by its plain config just below
-            warnings.filterwarnings("ignore", message=r"Attribute 'backbone' is an instance")
-            self.save_hyperparameters(logger=False)
-        if isinstance(self.hparams.get("backbone"), nn.Module):
-            config = module_config(backbone)
-            if config is None:
-                warnings.warn(
-                    f"backbone {type(backbone).__name__} does not record its config; "
-                    "checkpoints of this model need the backbone passed again at load time",
-                    stacklevel=2,
-                )
-                self.hparams.pop("backbone")
-            else:
-                self.hparams["backbone"] = config
+        save_module_hyperparameters(self, ("backbone",))
         self.backbone = build_module(backbone)
         if not hasattr(self.backbone, "num_features"):
             raise TypeError(

@@ -101,3 +101,32 @@ def module_config(module: nn.Module | dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(module, dict):
         return module
     return getattr(module, "config", None)
+
+
+def save_module_hyperparameters(module: Any, names: tuple[str, ...]) -> None:
+    """``save_hyperparameters`` for a LightningModule whose arguments ``names`` may be modules.
+
+    A module argument is stored as its plain config, so that checkpoints load with
+    ``weights_only=True``; one that records no config is dropped with a warning (its
+    checkpoints then need it passed again at load time).
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        for name in names:  # replaced by their plain configs just below
+            warnings.filterwarnings("ignore", message=rf"Attribute '{name}' is an instance")
+        module.save_hyperparameters(logger=False, frame=inspect.currentframe().f_back)
+    for name in names:
+        value = module.hparams.get(name)
+        if not isinstance(value, nn.Module):
+            continue
+        config = module_config(value)
+        if config is None:
+            warnings.warn(
+                f"{name} {type(value).__name__} does not record its config; checkpoints of "
+                f"{type(module).__name__} need it passed again at load time",
+                stacklevel=3,
+            )
+            module.hparams.pop(name)
+        else:
+            module.hparams[name] = config
