@@ -14,11 +14,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
+
+from datamodules.base import SplitDataModule
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def _check_images(images: Tensor, labels: Tensor, source: str) -> None:
         raise ValueError(f"{source}: images contain NaN or infinite values")
 
 
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(SplitDataModule):
     """Shared splitting and loading for in-memory image sets.
 
     Subclasses implement :meth:`load` returning ``(train, test)`` pairs of images and
@@ -78,6 +79,7 @@ class ImageDataModule(L.LightningDataModule):
     """
 
     abstract = True  # a base: listed by `zoo list` only through its subclasses
+    seeded_shuffle = False  # the global generator, seeded by seed_everything, orders batches
     num_classes: int = 10
     in_channels: int = 1
     classes: Sequence[str] = tuple(str(i) for i in range(10))
@@ -112,6 +114,10 @@ class ImageDataModule(L.LightningDataModule):
     def load(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None]:
         raise NotImplementedError
 
+    @property
+    def shuffle_train(self) -> bool:
+        return self.hparams.shuffle
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
@@ -140,29 +146,6 @@ class ImageDataModule(L.LightningDataModule):
             type(self).__name__,
             ", ".join(f"{k} {len(v)}" for k, v in self.splits.items()),
         )
-
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        if split not in self.splits:
-            self.setup()
-        return DataLoader(
-            self.splits[split],
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=self.hparams.shuffle)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
 
 def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[Tensor, Tensor]:
