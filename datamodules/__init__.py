@@ -10,10 +10,12 @@ from datamodules.dynamics import (
     SimulatedTrajectories,
     TrajectoryDataModule,
 )
+from datamodules.fmri import FMRI
 from datamodules.images import CIFAR10, MNIST, FashionMNIST, ImageDataModule, MNISTDigits
 
 __all__ = [
     "CIFAR10",
+    "FMRI",
     "MNIST",
     "Burgers1D",
     "FNOMatFile",
