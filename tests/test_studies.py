@@ -283,3 +283,73 @@ def test_tables_and_summary_numbers(tmp_path):
     energies = torch.zeros(8)
     energies[2] = 1.0
     assert float(radial_centroid(energies)) == pytest.approx(2.5 / 8 * 2**0.5)
+
+
+def test_model_comparison_study_scores_each_model_on_the_same_data(tmp_path):
+    tiny = {"state_dim": 2, "hidden_dim": 8, "num_heads": 2, "num_layers": 1, "ff_dim": 8}
+    config = {
+        "study": "model_comparison",
+        "seed_everything": 0,
+        "base": {
+            "data": {
+                "class_path": "LotkaVolterra",
+                "init_args": {
+                    "num_trajectories": 20,
+                    "num_snapshots": 40,
+                    "time_stride": 4,
+                    "num_times": 6,
+                    "batch_size": 8,
+                },
+            },
+            "trainer": {**TRAINER, "limit_val_batches": None, "limit_test_batches": None},
+        },
+        "models": {
+            "anie": {
+                "class_path": "ANIE",
+                "init_args": {
+                    "integral": {"class_path": "zoo.integral.AttentionIntegral", "init_args": tiny},
+                    "context": 2,
+                },
+            },
+            "node": {
+                "class_path": "NeuralODE",
+                "init_args": {"state_dim": 2, "hidden_dim": 8, "method": "rk4", "context": 2},
+            },
+        },
+        "evaluations": {
+            "interpolation": {"data": {"time_stride": 2, "num_times": 11}, "context": 3},
+            "bad": {"data": {"num_times": 1000}},
+        },
+    }
+    path = write(config, tmp_path / "compare.yaml")
+    main(["study", "-c", str(path), "--out", str(tmp_path / "compare")])
+    with open(tmp_path / "compare" / "results.csv") as handle:
+        rows = {row["model"]: row for row in csv.DictReader(handle)}
+    assert set(rows) == {"anie", "node"}
+    for row in rows.values():
+        assert float(row["mse"]) > 0 and float(row["mse_hold_last"]) > 0
+        assert float(row["interpolation_mse"]) > 0
+        assert row["bad_mse"] == ""  # more stamps than the data have: scored as missing
+    # every model is scored against the same hold-last baseline on the same test frames
+    assert rows["anie"]["mse_hold_last"] == rows["node"]["mse_hold_last"]
+    assert (tmp_path / "compare" / "figures" / "test_mse.png").is_file()
+
+    with pytest.raises(ValueError, match="evaluation 'x' has unknown keys"):
+        load_study(write({**config, "evaluations": {"x": {"dat": {}}}}, tmp_path / "e.yaml"))
+    with pytest.raises(ValueError, match="model 'anie': .* has no argument 'contxt'"):
+        models = {"anie": {"class_path": "ANIE", "init_args": {"contxt": 2}}}
+        load_study(write({**config, "models": models}, tmp_path / "m.yaml"))
+
+
+def test_evaluate_on_a_finer_grid_with_more_context():
+    from zoo.integral import NeuralODE
+
+    model = NeuralODE(state_dim=1, hidden_dim=4, method="rk4", context=2)
+    t = torch.linspace(0, 1, 9).expand(3, 9)
+    y = torch.sin(3 * t).unsqueeze(-1)
+    coarse = model.evaluate([(y[:, ::2], t[:, ::2])])
+    fine = model.evaluate([(y, t)], context=3)
+    assert model.context == 2  # restored
+    assert coarse.keys() == fine.keys() >= {"mse", "mse_hold_last", "rel_l2"}
+    held = y[:, 3:] - y[:, 2:3]  # hold-last error on the fine grid, 3 frames given
+    assert fine["mse_hold_last"] == pytest.approx(float(held.square().mean()), rel=1e-5)

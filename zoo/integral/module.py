@@ -9,7 +9,7 @@ context (``target: future``) or all frames (``target: all``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import lightning as L
@@ -186,6 +186,15 @@ class TrajectoryModule(L.LightningModule):
     def _targets(self, x: Tensor) -> Tensor:
         return x[:, self.context :] if self.target == "future" else x
 
+    def _update(self, metrics: nn.ModuleDict, prediction: Tensor, y: Tensor) -> None:
+        """Feed one batch's target frames (and the hold-last baseline's) to ``metrics``."""
+        pred, true = self._targets(prediction), self._targets(y)
+        held = self._targets(self.free_function(y))
+        for name in ("mse", "r2", "pearson_r2"):
+            metrics[name].update(pred.flatten(), true.flatten())
+        metrics["rel_l2"].update(pred, true)
+        metrics["mse_hold_last"].update(held.flatten(), true.flatten())
+
     def _step(self, batch: Sequence[Tensor], stage: str) -> Tensor:
         y, t = batch[0], batch[1]
         if not torch.isfinite(y).all():
@@ -196,13 +205,8 @@ class TrajectoryModule(L.LightningModule):
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=stage != "train")
         if stage == "train":
             return loss
-        pred, true = self._targets(prediction), self._targets(y)
-        held = self._targets(self.free_function(y))
         metrics = self.metrics[stage]
-        for name in ("mse", "r2", "pearson_r2"):
-            metrics[name](pred.flatten(), true.flatten())
-        metrics["rel_l2"](pred, true)
-        metrics["mse_hold_last"](held.flatten(), true.flatten())
+        self._update(metrics, prediction, y)
         for name, metric in metrics.items():
             self.log(f"{stage}/{name}", metric, prog_bar=name == "mse")
         return loss
@@ -218,6 +222,31 @@ class TrajectoryModule(L.LightningModule):
 
     def predict_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         return self(batch[0], batch[1])
+
+    @torch.no_grad()
+    def evaluate(self, batches: Iterable[Sequence[Tensor]], context: int | None = None) -> dict:
+        """The test metrics on other data, e.g. the test split on a finer time grid.
+
+        Args:
+            batches: ``(y, t)`` batches, such as a data module's ``test_dataloader()``.
+            context: Frames given to the model; by default its own ``context``. On a grid
+                twice as fine, twice the training context covers the same time.
+
+        Returns:
+            ``{"mse": ..., "rel_l2": ..., "r2": ..., "pearson_r2": ..., "mse_hold_last": ...}``.
+        """
+        trained, was_training = self.context, self.training
+        metrics = _stage_metrics().to(self.device)
+        self.context = context or trained
+        self.eval()
+        try:
+            for batch in batches:
+                y, t = batch[0].to(self.device), batch[1].to(self.device)
+                self._update(metrics, self(y, t), y)
+        finally:
+            self.context = trained
+            self.train(was_training)
+        return {name: float(metric.compute()) for name, metric in metrics.items()}
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)

@@ -36,7 +36,14 @@ from zoo.registry import STUDIES
 log = logging.getLogger(__name__)
 
 STATE_FILE = "stage.json"
-_SHORT_NAME_MODULES = ("zoo.nn", "zoo.classifiers", "zoo.fourier", "datamodules", "callbacks")
+_SHORT_NAME_MODULES = (
+    "zoo.nn",
+    "zoo.classifiers",
+    "zoo.fourier",
+    "zoo.integral",
+    "datamodules",
+    "callbacks",
+)
 
 
 @dataclass
