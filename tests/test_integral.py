@@ -301,3 +301,35 @@ def test_registered_names():
         warnings.simplefilter("error")  # default operators record their configs
         model = zoo.create_model("anie", context=2)
     assert model.hparams["integral"]["class_path"].endswith("AttentionIntegral")
+
+
+def test_cli_fit_then_test_from_the_checkpoint_alone(tmp_path, capsys):
+    from zoo.cli import main
+
+    config = tmp_path / "anie.yaml"
+    config.write_text(
+        """
+seed_everything: 0
+model:
+  class_path: ANIE
+  init_args:
+    integral:
+      class_path: zoo.integral.AttentionIntegral
+      init_args: {state_dim: 2, hidden_dim: 8, num_heads: 2, num_layers: 1, ff_dim: 8}
+    context: 3
+data:
+  class_path: LotkaVolterra
+  init_args: {num_trajectories: 20, num_snapshots: 40, time_stride: 4, batch_size: 8}
+trainer:
+  max_epochs: 2
+  accelerator: cpu
+  enable_progress_bar: false
+  enable_model_summary: false
+"""
+    )
+    main(["fit", "-c", str(config)])
+    (checkpoint,) = (tmp_path / "runs" / "anie").glob("*/checkpoints/last.ckpt")
+    capsys.readouterr()
+    main(["test", "--ckpt_path", str(checkpoint)])
+    printed = capsys.readouterr().out
+    assert "test/mse_hold_last" in printed and "test/pearson_r2" in printed
