@@ -92,6 +92,8 @@ from zoo.integral import (
 )
 from zoo.nn import count_parameters
 
+from common import bare_trainer
+
 RESOLUTION = 128
 PATCH_SIZE = 8
 CONTEXT = 2
@@ -158,19 +160,7 @@ def fit(name: str, data: Burgers1D, args: argparse.Namespace) -> dict[str, Any]:
     timer = EpochTimer()
 
     with tempfile.TemporaryDirectory() as root:
-        trainer = L.Trainer(
-            accelerator="cpu",
-            devices=1,
-            max_epochs=args.epochs,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[timer],
-            default_root_dir=root,
-        )
+        trainer = bare_trainer(root, [timer], max_epochs=args.epochs)
         trainer.fit(model, datamodule=data)
 
     return {

@@ -37,6 +37,8 @@ import zoo
 from datamodules import MNISTDigits
 from zoo.fourier import FourierMask, MaskedFourierClassifier
 
+from common import bare_trainer
+
 CLASSIFIER = "small_cnn_mnist.digits"
 
 
@@ -104,19 +106,7 @@ def fit_lightning(dataset: Dataset, args: argparse.Namespace) -> tuple[Durations
     )
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as root:  # figures drawn at the end of the fit land here
-        trainer = L.Trainer(
-            accelerator="cpu",
-            devices=1,
-            max_epochs=args.warmup + args.epochs,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[timer],
-            default_root_dir=root,
-        )
+        trainer = bare_trainer(root, [timer], max_epochs=args.warmup + args.epochs)
         trainer.fit(model, train_dataloaders=train_loader(dataset, args.batch_size, args.seed))
     return elapsed(timer.stamps), model.mask.weight.detach().clone()
 
