@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint format clean
+.PHONY: demo test test-slow lint format clean data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,17 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+## Real data that installs from Debian without R: the HSMMSingleCell myoblast time course,
+## unpacked (not installed) into .data/hsmmsinglecell for MyoblastTimeCourse.
+data: .data/hsmmsinglecell/.unpacked
+
+.data/hsmmsinglecell/.unpacked:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT \
+	  && (cd "$$tmp" && apt-get download -q r-bioc-hsmmsinglecell) \
+	  && mkdir -p .data/hsmmsinglecell \
+	  && dpkg -x "$$tmp"/r-bioc-hsmmsinglecell_*.deb .data/hsmmsinglecell \
+	  && touch $@ && echo "HSMMSingleCell unpacked into .data/hsmmsinglecell"
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

@@ -12,12 +12,24 @@ from datamodules.dynamics import (
 )
 from datamodules.fmri import FMRI
 from datamodules.images import CIFAR10, MNIST, FashionMNIST, ImageDataModule, MNISTDigits
+from datamodules.longitudinal import (
+    AnnDataMarginals,
+    CalciumMarginals,
+    ManifoldMarginals,
+    Marginals,
+    MarginalsDataModule,
+    MyoblastTimeCourse,
+    SwitchingLorenz,
+    SyntheticCalcium,
+)
 
 __all__ = [
     "CIFAR10",
     "FMRI",
     "MNIST",
+    "AnnDataMarginals",
     "Burgers1D",
+    "CalciumMarginals",
     "FNOMatFile",
     "FashionMNIST",
     "ImageDataModule",
@@ -25,7 +37,13 @@ __all__ = [
     "Lorenz",
     "LotkaVolterra",
     "MNISTDigits",
+    "ManifoldMarginals",
+    "Marginals",
+    "MarginalsDataModule",
+    "MyoblastTimeCourse",
     "NavierStokes2D",
     "SimulatedTrajectories",
+    "SwitchingLorenz",
+    "SyntheticCalcium",
     "TrajectoryDataModule",
 ]
