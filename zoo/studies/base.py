@@ -41,6 +41,7 @@ _SHORT_NAME_MODULES = (
     "zoo.classifiers",
     "zoo.fourier",
     "zoo.integral",
+    "zoo.flux",
     "datamodules",
     "callbacks",
 )

@@ -28,7 +28,10 @@ class ModelComparisonStudy(Study):
         base: ``zoo fit`` config giving ``data`` and ``trainer`` (its ``model`` is unused).
         models: Name -> ``{"class_path": ..., "init_args": {...}}``.
         evaluations: Name -> ``{"data": {<data init_args overrides>}, "context": frames}``.
-        metrics: Test metrics in the table (``stage/`` prefix left out).
+        metrics: Test metrics in the table (``stage/`` prefix left out); the first is drawn
+            in ``figures/test_<metric>.png``.
+        baseline_metric: A metric of ``metrics`` drawn as a dashed line in that figure (the
+            baseline every model is scored against, the same for all of them), or ``None``.
         seed_everything: Seed of every run.
     """
 
@@ -41,11 +44,14 @@ class ModelComparisonStudy(Study):
         models: dict[str, dict[str, Any]],
         evaluations: dict[str, dict[str, Any]] | None = None,
         metrics: tuple[str, ...] = ("mse", "mse_hold_last", "rel_l2", "r2", "pearson_r2"),
+        baseline_metric: str | None = "mse_hold_last",
         seed_everything: int = 0,
     ) -> None:
         super().__init__(folder, seed_everything)
         if not models:
             raise ValueError("models is empty: name at least one model to train")
+        if not metrics:
+            raise ValueError("metrics is empty: name at least one test metric to tabulate")
         self.base = fit_config({"model": {"class_path": "unused"}, **base}, "base")
         self.models: dict[str, dict[str, Any]] = {}
         for name, spec in models.items():
@@ -67,6 +73,7 @@ class ModelComparisonStudy(Study):
                 )
             check_arguments(data_class, evaluation.get("data") or {}, where=f"evaluation {name!r}")
         self.metrics = tuple(metrics)
+        self.baseline_metric = baseline_metric if baseline_metric in self.metrics else None
 
     def stages(self) -> list[Stage]:
         stages = []
@@ -116,13 +123,25 @@ class ModelComparisonStudy(Study):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        metric = self.metrics[0]
         names = [row["model"] for row in rows]
+        values = [row.get(metric) for row in rows]
         fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(names)), 3.2))
-        ax.bar(names, [row["mse"] or 0.0 for row in rows], label="model")
-        held = [row["mse_hold_last"] for row in rows if row.get("mse_hold_last") is not None]
-        if held:
-            ax.axhline(held[0], color="gray", linestyle="--", label="hold last frame")
-        ax.set(ylabel="test MSE", yscale="log")
+        ax.bar(names, [value or 0.0 for value in values], label="model")
+        if self.baseline_metric is not None:
+            baseline = [
+                row[self.baseline_metric]
+                for row in rows
+                if row.get(self.baseline_metric) is not None
+            ]
+            label = "hold last frame" if self.baseline_metric == "mse_hold_last" else None
+            if baseline:
+                ax.axhline(
+                    baseline[0], color="gray", linestyle="--", label=label or self.baseline_metric
+                )
+        positive = all(value is not None and value > 0 for value in values)
+        ax.set(ylabel=f"test {metric.upper() if metric == 'mse' else metric}")
+        ax.set(yscale="log" if positive else "linear")
         ax.tick_params(axis="x", rotation=30)
         ax.legend(fontsize=8)
-        self.save_figure(fig, "test_mse")
+        self.save_figure(fig, f"test_{metric}")
