@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import zoo
+from callbacks import RandomStateCheckpoint
 from datamodules import images
 from zoo import hub
 from zoo.cli import ZooCLI, main
@@ -64,7 +65,22 @@ def test_wandb_gets_the_nested_config(isolated, tiny_mask_config):
     assert config["model"]["init_args"]["lam"] == 0.2
     assert config["data"]["init_args"]["train_subset"] == 64
     assert "classifier" not in config  # no flat duplicate of the model's arguments
+    assert any(isinstance(cb, RandomStateCheckpoint) for cb in cli.trainer.callbacks)
     cli.trainer.logger.experiment.finish()
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_fails_clearly(fitted_run, tmp_path):
+    checkpoint = torch.load(fitted_run / "checkpoints" / "last.ckpt", weights_only=True)
+    name = next(iter(checkpoint["state_dict"]))
+    checkpoint["state_dict"][name] = torch.zeros(3, 1, 7)  # another version's shape
+    edited = tmp_path / "runs" / "edited" / "run" / "checkpoints" / "last.ckpt"
+    edited.parent.mkdir(parents=True)
+    torch.save(checkpoint, edited)
+    with pytest.raises(SystemExit, match="weights do not fit the model") as err:
+        main(["test", "--ckpt_path", str(edited)])
+    assert name in str(err.value)
+    (failed,) = (tmp_path / "runs" / "edited").glob("*-test/FAILED")
+    assert "do not fit" in failed.read_text()
 
 
 def test_hub_export_round_trip(fitted_run, isolated):

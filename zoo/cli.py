@@ -26,6 +26,7 @@ from lightning.pytorch.loggers import WandbLogger
 import callbacks  # noqa: F401  (short class names in configs)
 import datamodules  # noqa: F401
 import zoo  # noqa: F401
+from callbacks.random_state import RandomStateCheckpoint
 from zoo import hub
 from zoo.hub import PROJECT_ROOT
 
@@ -170,6 +171,8 @@ class ZooCLI(LightningCLI):
                 cb.dirpath = os.path.join(run_dir, "checkpoints")
         if checkpoints and not any(cb.save_last for cb in checkpoints):
             checkpoints[0].save_last = True
+        if not any(isinstance(cb, RandomStateCheckpoint) for cb in trainer.callbacks):
+            trainer.callbacks.append(RandomStateCheckpoint())
         return trainer
 
     def after_fit(self) -> None:
@@ -395,8 +398,24 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("ZOO_DEBUG"):
             raise
         sys.exit(f"zoo: error: {err}\n(set ZOO_DEBUG=1 for the traceback)")
+    except RuntimeError as err:
+        if not str(err).startswith("Error(s) in loading state_dict"):
+            _mark_failed(f"{type(err).__name__}: {err}")
+            raise
+        detail = str(err).split("\n\t")[1] if "\n\t" in str(err) else str(err)
+        message = (
+            "the checkpoint's weights do not fit the model its hyper-parameters build (it was "
+            f"saved by another version of the model, or edited): {detail.strip()}"
+        )
+        _mark_failed(message)
+        if os.environ.get("ZOO_DEBUG"):
+            raise
+        sys.exit(f"zoo: error: {message}\n(set ZOO_DEBUG=1 for the traceback)")
     except KeyboardInterrupt:
         _mark_failed("interrupted")
+        raise
+    except Exception as err:  # unexpected: keep the traceback, but say the run failed
+        _mark_failed(f"{type(err).__name__}: {err}")
         raise
     finally:
         _finish_wandb()
