@@ -166,7 +166,7 @@ def test_temperature_schedule_is_an_exponential_anneal():
     assert schedule(50) == pytest.approx(0.1)  # the geometric mean halfway
     assert schedule(100) == pytest.approx(0.01)
     assert schedule(1000) == pytest.approx(0.01)
-    with pytest.raises(ValueError, match="end=0.5 must not exceed start=0.1"):
+    with pytest.raises(ValueError, match="tau_end=0.5 must not exceed tau_start=0.1"):
         TemperatureSchedule(start=0.1, end=0.5)
 
 
@@ -375,6 +375,7 @@ def test_flux_fits_tests_and_round_trips_through_a_checkpoint(tmp_path):
     usage = [results[f"test/usage_seg{k}_expert{m}"] for k in range(4) for m in range(2)]
     assert sum(usage) == pytest.approx(4.0)
 
+    assert (tmp_path / "figures" / "router_usage.png").stat().st_size > 1000
     regimes = model.regimes(data)
     assert regimes["predicted"].shape == (4,) and regimes["usage"].shape == (4, 2)
     torch.testing.assert_close(regimes["predicted"], regimes["usage"].argmax(dim=1))
@@ -429,7 +430,7 @@ def test_flux_errors_name_the_problem(tmp_path):
         FLUXModule(dim=2, num_experts=0)
     with pytest.raises(ValueError, match="unknown metric 'riemann'; expected one of"):
         FLUXModule(dim=2, metric="riemann")
-    with pytest.raises(ValueError, match="end=2.0 must not exceed start=1.0"):
+    with pytest.raises(ValueError, match="tau_end=2.0 must not exceed tau_start=1.0"):
         FLUXModule(dim=2, tau_start=1.0, tau_end=2.0)
     with pytest.raises(ValueError, match="bad options for metric 'land'"):
         FLUXModule(dim=2, metric="land", metric_options={"kappa": 1.0})
@@ -444,6 +445,21 @@ def test_flux_errors_name_the_problem(tmp_path):
         trainer(tmp_path, max_steps=2).fit(model, train_dataloaders=batches)
     with pytest.raises(ValueError, match=r"expected points \(N, 3\)"):
         model.push_forward(torch.zeros(4, 2), 0.0, 1.0)
+    with pytest.raises(ValueError, match="steps must be a positive integer, got 0"):
+        model.push_forward(torch.zeros(4, 3), 0.0, 1.0, steps=0)
+    with pytest.raises(ValueError, match="tau_steps must be a positive integer"):
+        FLUXModule(dim=2, tau_steps=0)
+    for bad in ({"lr": -1.0}, {"bend_lr": 0.0}, {"balance_weight": float("nan")}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be a"):
+            FLUXModule(dim=2, **bad)
+    with pytest.raises(ValueError, match="lr must be a positive number"):
+        ConditionalFlowMatching(dim=2, lr=-1.0)
+    # arrays and other float types are cast to the model's
+    points = np.zeros((4, 3))
+    torch.testing.assert_close(
+        model.push_forward(points, 0.0, 1.0, steps=2),
+        model.push_forward(torch.zeros(4, 3), 0.0, 1.0, steps=2),
+    )
 
 
 def test_registered_names():

@@ -5,7 +5,7 @@ from zoo.flux.coupling import ot_coupling, ot_plan
 from zoo.flux.experts import GumbelRouter, MixtureVelocity, TemperatureSchedule, TimeMLP
 from zoo.flux.metric import DiagonalMetric, LANDMetric, RBFMetric, build_metric
 from zoo.flux.metrics import mmd, segment_scores, wasserstein
-from zoo.flux.module import FLUXModule, MarginalFlowModule
+from zoo.flux.module import FLUXModule, MarginalFlowModule, plot_router_usage
 from zoo.flux.paths import BendNetwork, geodesic_path, kinetic_energy
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "ot_coupling",
     "ot_plan",
     "otcfm",
+    "plot_router_usage",
     "segment_scores",
     "wasserstein",
 ]

@@ -11,6 +11,7 @@ scored by the same code.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Literal
 
 import torch
@@ -70,8 +71,12 @@ class ConditionalFlowMatching(MarginalFlowModule):
         self.save_hyperparameters(logger=False)
         if matcher not in MATCHERS:
             raise ValueError(f"unknown matcher {matcher!r}; expected one of {MATCHERS}")
-        if sigma < 0:
-            raise ValueError(f"sigma must be non-negative, got {sigma}")
+        if not (sigma >= 0 and math.isfinite(sigma)):
+            raise ValueError(f"sigma must be a non-negative number, got {sigma}")
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"lr must be a positive number, got {lr}")
+        if not (weight_decay >= 0 and math.isfinite(weight_decay)):
+            raise ValueError(f"weight_decay must be a non-negative number, got {weight_decay}")
         matcher_class = (
             ExactOptimalTransportConditionalFlowMatcher
             if matcher == "exact_ot"

@@ -76,12 +76,15 @@ class TemperatureSchedule:
 
     def __init__(self, start: float = 1.0, end: float = 0.1, steps: int = 1000) -> None:
         if not (start > 0 and end > 0 and math.isfinite(start) and math.isfinite(end)):
-            raise ValueError(f"temperatures must be positive, got start={start} and end={end}")
+            raise ValueError(
+                f"temperatures tau_start and tau_end must be positive, got {start} and {end}"
+            )
         if end > start:
             raise ValueError(
-                f"the temperature anneals downwards: end={end} must not exceed start={start}"
+                f"the temperature anneals downwards: tau_end={end} must not exceed "
+                f"tau_start={start}"
             )
-        _check_width("steps", steps)
+        _check_width("tau_steps", steps)
         self.start, self.end, self.steps = float(start), float(end), steps
 
     def __call__(self, step: int) -> float:

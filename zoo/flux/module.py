@@ -12,6 +12,7 @@ scored by exactly the same code.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Literal
 
 import lightning as L
@@ -69,6 +70,9 @@ class MarginalFlowModule(L.LightningModule):
             held-out points.
         max_eval_points: Score at most this many points of each set (a seeded subset).
     """
+
+    test_metrics: tuple[str, ...] = ("w1", "w2", "mmd", "w1_source")
+    """The names it logs as ``test/<name>`` (a study checks its table against them)."""
 
     def __init__(
         self,
@@ -177,7 +181,8 @@ class MarginalFlowModule(L.LightningModule):
         """Integrate ``dx/dt = v(x, t)`` from ``t0`` to ``t1`` (data units), without gradients.
 
         Args:
-            x: Points ``(N, D)`` at time ``t0``.
+            x: Points ``(N, D)`` at time ``t0`` (a tensor or array of any float type; cast
+                to the model's dtype and device).
             t0: Start time.
             t1: End time (earlier than ``t0`` integrates backwards).
             steps: Steps of a fixed-step solver (default: ``ode_steps``).
@@ -186,10 +191,19 @@ class MarginalFlowModule(L.LightningModule):
         Returns:
             The points at ``t1``, ``(N, D)``.
         """
+        dtype = next(self.parameters()).dtype
+        x = torch.as_tensor(x).to(device=self.device, dtype=dtype)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"expected points (N, {self.dim}), got {tuple(x.shape)}")
         method = method or self.ode_method
-        steps = steps or self.ode_steps
+        if method not in FIXED_STEP_METHODS + ADAPTIVE_METHODS:
+            raise ValueError(
+                f"unknown method {method!r}; expected one of "
+                f"{FIXED_STEP_METHODS + ADAPTIVE_METHODS}"
+            )
+        steps = self.ode_steps if steps is None else steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
         start, end = self.model_time(t0).to(x.device), self.model_time(t1).to(x.device)
         if torch.isclose(start, end):
             return x.clone()
@@ -280,8 +294,10 @@ class FLUXModule(MarginalFlowModule):
     a hard argmax: :meth:`regimes` labels each segment by its majority expert, scored
     against the data module's ``segment_labels`` as ``seg_ari`` and ``seg_nmi``.
 
-    Logged: ``bend/energy``, ``bend/energy_ratio`` (the loss: the energy over that of the
-    straight lines on the first batch), ``train/fm_loss``, ``train/loss``, ``train/tau``,
+    Logged: ``bend/energy``, ``bend/loss`` (the energy over that of the straight lines of
+    the first batch, a fixed scale), ``bend/energy_ratio`` (the energy over that of the
+    straight lines between the same endpoints at the same times: below 1 once the bend
+    helps), ``train/fm_loss``, ``train/loss``, ``train/tau``,
     ``train/usage_expert<m>`` (fraction of points routed to expert m) and the
     regularisers; at validation and test the
     metrics of :class:`MarginalFlowModule`, ``seg_ari``, ``seg_nmi`` and
@@ -317,6 +333,8 @@ class FLUXModule(MarginalFlowModule):
         ode_method, ode_steps, mmd_bandwidths, max_eval_points: See
             :class:`MarginalFlowModule`.
     """
+
+    test_metrics = (*MarginalFlowModule.test_metrics, "seg_ari", "seg_nmi")
 
     def __init__(
         self,
@@ -363,9 +381,13 @@ class FLUXModule(MarginalFlowModule):
             ("balance_weight", balance_weight),
             ("entropy_weight", entropy_weight),
             ("coherence_weight", coherence_weight),
+            ("weight_decay", weight_decay),
         ):
-            if value < 0:
-                raise ValueError(f"{name} must be non-negative, got {value}")
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a non-negative number, got {value}")
+        for name, value in (("lr", lr), ("bend_lr", bend_lr)):
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive number, got {value}")
         if not 0 < coherence_delta <= 1:
             raise ValueError(f"coherence_delta must lie in (0, 1], got {coherence_delta}")
         if regime_points < 1 or regime_times < 1:
@@ -463,6 +485,8 @@ class FLUXModule(MarginalFlowModule):
             self.energy_scale = straight.clamp_min(1e-12)
         energy = kinetic_energy(*self.path(x0, x1, t0, t1, t), self.metric)
         loss = energy / self.energy_scale
+        with torch.no_grad():  # the same batch's straight lines: what the bend has gained
+            straight = kinetic_energy(*geodesic_path(x0, x1, t0, t1, t), self.metric)
         optimizer.zero_grad()
         self.manual_backward(loss)
         optimizer.step()
@@ -472,7 +496,9 @@ class FLUXModule(MarginalFlowModule):
             log.info("bend network trained for %d steps and frozen", int(self.bend_step))
         size = len(x0)
         self.log("bend/energy", energy.detach(), batch_size=size)
-        self.log("bend/energy_ratio", loss.detach(), prog_bar=True, batch_size=size)
+        self.log("bend/loss", loss.detach(), batch_size=size)
+        ratio = energy.detach() / straight.clamp_min(1e-12)
+        self.log("bend/energy_ratio", ratio, prog_bar=True, batch_size=size)
         return loss.detach()
 
     def _velocity_step(self, optimizer, x0, x1, t0, t1, s) -> Tensor:
@@ -607,6 +633,11 @@ class FLUXModule(MarginalFlowModule):
             for name, value in segment_scores(predicted, truth).items():
                 self.log(f"{stage}/{name}", value, batch_size=1)
         self._log_regime_table(stage, predicted, usage, truth)
+        if stage == "test" and trainer.is_global_zero:
+            from callbacks.figures import log_figure
+
+            times = torch.as_tensor(datamodule.times).flatten().tolist()
+            log_figure(trainer, plot_router_usage(usage, times, truth), "router_usage")
 
     def _log_regime_table(
         self, stage: str, predicted: Tensor, usage: Tensor, truth: Tensor | None
@@ -632,3 +663,36 @@ class FLUXModule(MarginalFlowModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_regimes("test")
+
+
+def plot_router_usage(usage: Tensor, times: list[float], truth: Tensor | None = None) -> Any:
+    """Stacked bars of the fraction of routed points per expert in each segment.
+
+    Args:
+        usage: ``(K-1, M)`` fractions, as :meth:`FLUXModule.regimes` returns them.
+        times: The ``K`` time stamps; segments are labelled ``t_k-t_{k+1}``.
+        truth: Ground-truth regime per segment, drawn as a marker row above the bars.
+
+    Returns:
+        A matplotlib figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    usage = torch.as_tensor(usage, dtype=torch.float32)
+    segments, experts = usage.shape
+    labels = [f"{times[k]:g}-{times[k + 1]:g}" for k in range(segments)]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * segments + 1.5), 3.0))
+    bottom = torch.zeros(segments)
+    for m in range(experts):
+        ax.bar(labels, usage[:, m].tolist(), bottom=bottom.tolist(), label=f"expert {m}")
+        bottom += usage[:, m]
+    if truth is not None:
+        for k, regime in enumerate(torch.as_tensor(truth).flatten().tolist()):
+            ax.annotate(f"r{regime}", (k, 1.02), ha="center", va="bottom", fontsize=8)
+    ax.set(ylim=(0, 1.12), ylabel="fraction of routed points", xlabel="segment")
+    ax.tick_params(axis="x", rotation=30)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig

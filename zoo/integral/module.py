@@ -90,6 +90,9 @@ class TrajectoryModule(L.LightningModule):
         weight_decay: AdamW weight decay.
     """
 
+    test_metrics: tuple[str, ...] = ("loss", *_stage_metrics().keys())
+    """The names it logs as ``test/<name>`` (a study checks its table against them)."""
+
     def __init__(
         self,
         context: int = 1,

@@ -73,7 +73,20 @@ class ModelComparisonStudy(Study):
                 )
             check_arguments(data_class, evaluation.get("data") or {}, where=f"evaluation {name!r}")
         self.metrics = tuple(metrics)
-        self.baseline_metric = baseline_metric if baseline_metric in self.metrics else None
+        logged = set()
+        for spec in self.models.values():
+            logged |= set(getattr(resolve_class(spec["class_path"]), "test_metrics", ()))
+        unknown = [name for name in self.metrics if logged and name not in logged]
+        if unknown:
+            raise ValueError(
+                f"metrics {unknown} are not logged by any of the models; they log {sorted(logged)}"
+            )
+        if baseline_metric is not None and baseline_metric not in self.metrics:
+            raise ValueError(
+                f"baseline_metric {baseline_metric!r} is not one of metrics {list(self.metrics)}; "
+                "name one of them or null"
+            )
+        self.baseline_metric = baseline_metric
 
     def stages(self) -> list[Stage]:
         stages = []
