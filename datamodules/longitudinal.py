@@ -1326,7 +1326,13 @@ class AnnDataMarginals(MarginalsDataModule):
         path = Path(hp.path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"AnnDataMarginals: no .h5ad file at path={str(path)!r}")
-        adata = anndata.read_h5ad(path)
+        try:
+            adata = anndata.read_h5ad(path)
+        except (OSError, KeyError, ValueError) as err:
+            raise ValueError(
+                f"AnnDataMarginals: {path} is not a readable .h5ad file ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else 'no detail'})"
+            ) from None
         obs_keys = ", ".join(map(str, adata.obs.columns)) or "none"
         for name, key in (("time_key", hp.time_key), ("label_key", hp.label_key)):
             if key is not None and key not in adata.obs:
@@ -1411,6 +1417,17 @@ def _trials(array: np.ndarray, what: str) -> np.ndarray:
     )
 
 
+def _load_numbers(path: Path) -> Any:
+    """``np.load`` without pickles; a file that is not plain numbers names itself."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise ValueError(
+            f"{path} is not a readable NumPy {path.suffix} file of numbers (corrupt, or it holds "
+            f"Python objects, which are not loaded): {str(err).split('. ')[0]}"
+        ) from None
+
+
 def read_calcium(path: str | Path) -> tuple[list[np.ndarray], np.ndarray | None, list[str]]:
     """Read widefield calcium responses per training day.
 
@@ -1438,7 +1455,7 @@ def read_calcium(path: str | Path) -> tuple[list[np.ndarray], np.ndarray | None,
         raise FileNotFoundError(f"calcium file not found: path={str(path)!r}")
     stages = None
     if path.suffix == ".npy":
-        array = np.load(path, allow_pickle=False)
+        array = _load_numbers(path)
         if array.ndim not in (3, 4):
             raise ValueError(
                 f"{path} has shape {array.shape}; accepted are (days, trials, features) and "
@@ -1447,11 +1464,19 @@ def read_calcium(path: str | Path) -> tuple[list[np.ndarray], np.ndarray | None,
         days = [_trials(day, f"{path} day {d}") for d, day in enumerate(array)]
         names = [f"day {d}" for d in range(len(days))]
     elif path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as content:
+        with _load_numbers(path) as content:
             keys = sorted((k for k in content.files if k != CALCIUM_STAGE_KEY), key=_natural_key)
-            days = [_trials(content[k], f"{path} entry {k!r}") for k in keys]
-            if CALCIUM_STAGE_KEY in content.files:
-                stages = np.asarray(content[CALCIUM_STAGE_KEY]).reshape(-1)
+            try:
+                days = [_trials(content[k], f"{path} entry {k!r}") for k in keys]
+                if CALCIUM_STAGE_KEY in content.files:
+                    stages = np.asarray(content[CALCIUM_STAGE_KEY]).reshape(-1)
+            except (OSError, EOFError, ValueError) as err:
+                if "allow_pickle" not in str(err) and not isinstance(err, (OSError, EOFError)):
+                    raise
+                raise ValueError(
+                    f"{path} holds an entry that is not plain numbers (Python objects are not "
+                    "loaded) or is corrupt"
+                ) from None
         names = keys
     else:
         raise ValueError(

@@ -611,6 +611,9 @@ def test_anndata_errors_list_what_the_file_holds(tmp_path):
         AnnDataMarginals(str(write_h5ad(tmp_path / "n.h5ad", [0, np.nan, 1, 1])), "time").setup()
     with pytest.raises(ValueError, match=r"holds 1 distinct time\(s\) \['2'\]; .* at least two"):
         AnnDataMarginals(str(write_h5ad(tmp_path / "one.h5ad", [2, 2, 2])), "time").setup()
+    (tmp_path / "text.h5ad").write_text("cell,time\n")
+    with pytest.raises(ValueError, match=r"text.h5ad is not a readable .h5ad file"):
+        AnnDataMarginals(str(tmp_path / "text.h5ad"), "time").setup()
 
 
 # --- calcium -------------------------------------------------------------------------------
@@ -656,6 +659,12 @@ def test_calcium_reader_days_in_natural_order_padding_and_errors(tmp_path):
         read_calcium(tmp_path / "none.npy")
     with pytest.raises(ValueError, match="must be a .npy or .npz file"):
         CalciumMarginals(str(tmp_path / "calcium.mat"))
+    np.save(tmp_path / "objects.npy", np.array([[None]], dtype=object), allow_pickle=True)
+    np.savez(tmp_path / "objects.npz", day0=np.array([[None]], dtype=object))
+    (tmp_path / "junk.npy").write_bytes(b"not numpy at all")
+    for bad in ("objects.npy", "objects.npz", "junk.npy"):
+        with pytest.raises(ValueError, match=f"{bad}.* (is not a readable|not plain numbers)"):
+            read_calcium(tmp_path / bad)
     np.save(tmp_path / "ok.npy", np.zeros((3, 4, 2)))
     with pytest.raises(ValueError, match=r"stages must hold one label per day \(3\)"):
         CalciumMarginals(str(tmp_path / "ok.npy"), stages=[0, 1]).setup()

@@ -339,6 +339,9 @@ def test_model_comparison_study_scores_each_model_on_the_same_data(tmp_path):
     with pytest.raises(ValueError, match="model 'anie': .* has no argument 'contxt'"):
         models = {"anie": {"class_path": "ANIE", "init_args": {"contxt": 2}}}
         load_study(write({**config, "models": models}, tmp_path / "m.yaml"))
+    with pytest.raises(ValueError, match="model 'anie': unknown class 'ANI'"):
+        models = {"anie": {"class_path": "ANI", "init_args": {}}}
+        load_study(write({**config, "models": models}, tmp_path / "c.yaml"))
     with pytest.raises(ValueError, match=r"metrics \['w_1'\] are not logged .* 'mse_hold_last'"):
         load_study(write({**config, "metrics": ["mse", "w_1"]}, tmp_path / "t.yaml"))
     with pytest.raises(ValueError, match="baseline_metric 'w1_source' is not one of metrics"):

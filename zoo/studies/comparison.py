@@ -57,7 +57,10 @@ class ModelComparisonStudy(Study):
         for name, spec in models.items():
             if not isinstance(spec, dict) or "class_path" not in spec:
                 raise ValueError(f"model {name!r} needs a class_path and init_args, got {spec!r}")
-            cls = resolve_class(spec["class_path"])
+            try:
+                cls = resolve_class(spec["class_path"])
+            except ValueError as err:
+                raise ValueError(f"model {name!r}: {err}") from None
             check_arguments(cls, spec.get("init_args") or {}, where=f"model {name!r}")
             self.models[name] = {
                 "class_path": spec["class_path"],
