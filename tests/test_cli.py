@@ -197,3 +197,19 @@ def test_predict_saves_predictions(fitted_run):
     probabilities = torch.load(run / "predictions.pt", weights_only=True)
     assert probabilities.shape == (500, 10)
     assert torch.allclose(probabilities.sum(1), torch.ones(500), atol=1e-5)
+
+
+def test_a_constructor_error_reaches_the_user_without_the_parser_dump():
+    from zoo.cli import _plain_message
+
+    wrapped = (
+        "Does not validate against any of the Union subtypes\n"
+        "Subtypes: [<class 'lightning.pytorch.core.module.LightningModule'>, <class 'NoneType'>]\n"
+        "Errors:\n"
+        "  - num_experts must be a positive integer, got 0\n"
+        "  - Expected a <class 'NoneType'>\n"
+        "Given value type: <class 'jsonargparse._namespace.Namespace'>\n"
+        "Given value: Namespace(class_path='zoo.flux.FLUXModule', init_args=Namespace(dim=10))"
+    )
+    assert _plain_message(wrapped) == "FLUXModule: num_experts must be a positive integer, got 0"
+    assert _plain_message("unknown model 'x'") == "unknown model 'x'"

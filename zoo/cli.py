@@ -12,6 +12,7 @@ import fnmatch
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 import time
@@ -394,10 +395,11 @@ def main(argv: list[str] | None = None) -> None:
             sys.argv[1:] = argv
         ZooCLI(args=None if from_shell else argv)
     except USER_ERRORS as err:
-        _mark_failed(f"{type(err).__name__}: {err}")
+        message = _plain_message(str(err))
+        _mark_failed(f"{type(err).__name__}: {message}")
         if os.environ.get("ZOO_DEBUG"):
             raise
-        sys.exit(f"zoo: error: {err}\n(set ZOO_DEBUG=1 for the traceback)")
+        sys.exit(f"zoo: error: {message}\n(set ZOO_DEBUG=1 for the traceback)")
     except RuntimeError as err:
         if not str(err).startswith("Error(s) in loading state_dict"):
             _mark_failed(f"{type(err).__name__}: {err}")
@@ -422,6 +424,31 @@ def main(argv: list[str] | None = None) -> None:
         for run_dir in _CREATED_RUN_DIRS:  # a run that failed before writing anything
             if run_dir.is_dir() and not any(run_dir.iterdir()):
                 run_dir.rmdir()
+
+
+_UNION_ERROR = "Does not validate against any of the Union subtypes"
+
+
+def _plain_message(message: str) -> str:
+    """The reason inside a jsonargparse Union error, without the parsed namespace dump.
+
+    A model or data module that rejects its arguments in ``__init__`` reaches the user
+    wrapped as "Does not validate against any of the Union subtypes ... Errors: - <reason>
+    - Expected a <class 'NoneType'> ... Given value: Namespace(...)"; only the reason says
+    what was wrong. Other messages pass through unchanged.
+    """
+    if _UNION_ERROR not in message:
+        return message
+    reasons = [
+        line.strip()[2:]
+        for line in message.splitlines()
+        if line.strip().startswith("- ") and "Expected a <class 'NoneType'>" not in line
+    ]
+    if not reasons:
+        return message
+    named = re.search(r"class_path='([\w.]+)'", message)
+    where = f"{named.group(1).rsplit('.', 1)[-1]}: " if named else ""
+    return where + "; ".join(reasons)
 
 
 def _mark_failed(reason: str) -> None:
