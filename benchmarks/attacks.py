@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -51,13 +50,13 @@ from datamodules import MNISTDigits
 from zoo.attacks import pgd
 from zoo.nn.layers import CircularConv2d
 
+from common import Durations, summarise
+
 CLASSIFIER = "small_cnn_mnist.digits"
 IMAGE_SIZES = (16, 28, 32)
 CHANNELS = ((1, 16), (16, 16))  # (in_channels, out_channels)
 QUICK_IMAGE_SIZES = (16, 28)
 QUICK_CHANNELS = ((1, 8), (8, 8))
-
-Durations = list[tuple[float, float]]
 
 
 def clock() -> tuple[float, float]:
@@ -83,16 +82,6 @@ def take_turns(
         for name in list(contenders)[:: 1 if round_ % 2 == 0 else -1]:
             durations[name].append(timed(contenders[name], repeats[name]))
     return durations
-
-
-def summarise(durations: Durations) -> dict[str, float]:
-    """Median and fastest wall-clock seconds per call, and the median CPU seconds."""
-    wall = [w for w, _ in durations]
-    return {
-        "wall_median": statistics.median(wall),
-        "wall_min": min(wall),
-        "cpu_median": statistics.median(c for _, c in durations),
-    }
 
 
 def repeats_for(fn: Callable[[], object], target_s: float) -> int:

@@ -38,7 +38,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import statistics
 import sys
@@ -52,7 +51,7 @@ import torch
 from datamodules import ManifoldMarginals, SwitchingLorenz
 from zoo.flux import ConditionalFlowMatching, FLUXModule, segment_scores
 
-from common import bare_trainer
+from common import bare_trainer, quiet_logs
 
 MODELS = ("FLUX", "OT-CFM")
 WARMUP = 3
@@ -210,8 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
-    for name in ("lightning.pytorch", "lightning.fabric", "zoo", "datamodules"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_logs()
 
     results: dict[str, dict[str, list[dict]]] = {}
     for data_name in args.data.split(","):

@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import logging
 import math
 import multiprocessing
 import resource
@@ -92,7 +91,7 @@ from zoo.integral import (
 )
 from zoo.nn import count_parameters
 
-from common import bare_trainer
+from common import Durations, bare_trainer, quiet_logs, summarise
 
 RESOLUTION = 128
 PATCH_SIZE = 8
@@ -101,8 +100,6 @@ LR = 3e-3
 TIME_STRIDE = 2
 MODELS = ("ANIE", "FNO")
 PRELOAD = ("torch", "lightning", "datamodules", "zoo.integral")  # what the memory server imports
-
-Durations = list[tuple[float, float]]
 
 
 def build_anie() -> ANIE:
@@ -279,16 +276,6 @@ def measure_memory(args: argparse.Namespace) -> dict[tuple[str, int, bool], dict
     return results
 
 
-def summarise(durations: Durations) -> dict[str, float]:
-    """Median and fastest wall-clock seconds per epoch, and the median CPU seconds."""
-    wall = [w for w, _ in durations]
-    return {
-        "wall_median": statistics.median(wall),
-        "wall_min": min(wall),
-        "cpu_median": statistics.median(c for _, c in durations),
-    }
-
-
 def parse_times(text: str) -> tuple[int, ...]:
     """``"8,16,32"`` -> ``(8, 16, 32)``."""
     try:
@@ -429,8 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
-    for name in ("lightning.pytorch", "lightning.fabric", "zoo", "datamodules"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_logs()
 
     data = Burgers1D(
         num_samples=args.num_samples,

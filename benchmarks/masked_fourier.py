@@ -37,7 +37,7 @@ import zoo
 from datamodules import MNISTDigits
 from zoo.fourier import FourierMask, MaskedFourierClassifier
 
-from common import bare_trainer
+from common import Durations, bare_trainer
 
 CLASSIFIER = "small_cnn_mnist.digits"
 
@@ -93,9 +93,6 @@ class EpochShuffle(Sampler[int]):
 def train_loader(dataset: Dataset, batch_size: int, seed: int) -> DataLoader:
     """A shuffling loader whose batch order depends on ``seed`` and the epoch alone."""
     return DataLoader(dataset, batch_size=batch_size, sampler=EpochShuffle(len(dataset), seed))
-
-
-Durations = list[tuple[float, float]]
 
 
 def fit_lightning(dataset: Dataset, args: argparse.Namespace) -> tuple[Durations, Tensor]:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.nn.config import ConfigurableModule
+from zoo.nn.layers import mlp
 
 
 def _check_width(name: str, value: int) -> None:
@@ -50,12 +51,7 @@ class TimeMLP(ConfigurableModule):
         _check_width("dim", dim)
         _check_width("hidden_dim", hidden_dim)
         _check_width("num_layers", num_layers)
-        layers: list[nn.Module] = []
-        width = dim + 1
-        for _ in range(num_layers):
-            layers += [nn.Linear(width, hidden_dim), nn.SELU()]
-            width = hidden_dim
-        self.net = nn.Sequential(*layers, nn.Linear(width, out_dim or dim))
+        self.net = mlp(dim + 1, [hidden_dim] * num_layers, out_dim or dim, nn.SELU)
         self.dim = dim
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:

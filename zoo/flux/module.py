@@ -479,14 +479,12 @@ class FLUXModule(MarginalFlowModule):
         return self._velocity_step(optimizers[-1], x0, x1, t0, t1, s)
 
     def _bend_step(self, optimizer, x0, x1, t0, t1, t) -> Tensor:
-        if float(self.energy_scale) <= 0:  # the straight lines' energy on the first batch
-            with torch.no_grad():
-                straight = kinetic_energy(*geodesic_path(x0, x1, t0, t1, t), self.metric)
+        with torch.no_grad():  # the same batch's straight lines: what the bend has gained
+            straight = kinetic_energy(*geodesic_path(x0, x1, t0, t1, t), self.metric)
+        if float(self.energy_scale) <= 0:  # the loss's fixed scale: the first batch's lines
             self.energy_scale = straight.clamp_min(1e-12)
         energy = kinetic_energy(*self.path(x0, x1, t0, t1, t), self.metric)
         loss = energy / self.energy_scale
-        with torch.no_grad():  # the same batch's straight lines: what the bend has gained
-            straight = kinetic_energy(*geodesic_path(x0, x1, t0, t1, t), self.metric)
         optimizer.zero_grad()
         self.manual_backward(loss)
         optimizer.step()

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.nn.config import ConfigurableModule
+from zoo.nn.layers import mlp
 
 
 class BendNetwork(ConfigurableModule):
@@ -43,12 +44,7 @@ class BendNetwork(ConfigurableModule):
             raise ValueError(f"dim must be a positive integer, got {dim}")
         if not hidden_dims or any(w < 1 for w in hidden_dims):
             raise ValueError(f"hidden_dims must be positive widths, got {hidden_dims}")
-        layers: list[nn.Module] = []
-        width = 2 * dim + 1
-        for hidden in hidden_dims:
-            layers += [nn.Linear(width, hidden), nn.SELU()]
-            width = hidden
-        self.net = nn.Sequential(*layers, nn.Linear(width, dim))
+        self.net = mlp(2 * dim + 1, hidden_dims, dim, nn.SELU)
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
         self.dim = dim

@@ -19,6 +19,7 @@ from torchdiffeq import odeint, odeint_adjoint
 from zoo.integral.module import NeuralIntegralEquation, TrajectoryModule
 from zoo.integral.operators import AttentionIntegral
 from zoo.nn.config import build_module, save_module_hyperparameters
+from zoo.nn.layers import mlp
 from zoo.registry import register_model
 
 log = logging.getLogger(__name__)
@@ -210,12 +211,7 @@ class VectorField(nn.Module):
 
     def __init__(self, state_dim: int, hidden_dim: int = 64, num_layers: int = 2) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        width = state_dim + 1
-        for _ in range(num_layers):
-            layers += [nn.Linear(width, hidden_dim), nn.SiLU()]
-            width = hidden_dim
-        self.net = nn.Sequential(*layers, nn.Linear(width, state_dim))
+        self.net = mlp(state_dim + 1, [hidden_dim] * num_layers, state_dim, nn.SiLU)
         nn.init.xavier_uniform_(self.net[-1].weight, gain=0.01)
         nn.init.zeros_(self.net[-1].bias)
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.nn.config import ConfigurableModule, build_module
+from zoo.nn.layers import mlp
 
 ATTENTION_TYPES = ("softmax", "galerkin")
 
@@ -187,12 +188,7 @@ class KernelMLP(ConfigurableModule):
 
     def __init__(self, state_dim: int, hidden_dim: int = 64, num_layers: int = 2) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        width = state_dim + 2
-        for _ in range(num_layers):
-            layers += [nn.Linear(width, hidden_dim), nn.SiLU()]
-            width = hidden_dim
-        self.net = nn.Sequential(*layers, nn.Linear(width, state_dim))
+        self.net = mlp(state_dim + 2, [hidden_dim] * num_layers, state_dim, nn.SiLU)
         nn.init.xavier_uniform_(self.net[-1].weight, gain=0.01)
         nn.init.zeros_(self.net[-1].bias)
 

@@ -10,7 +10,7 @@ from zoo.nn.backbones import (
     count_parameters,
 )
 from zoo.nn.config import ConfigurableModule, build_module, import_class, module_config
-from zoo.nn.layers import CircularConv2d, LocallyConnected2d
+from zoo.nn.layers import CircularConv2d, LocallyConnected2d, mlp
 
 __all__ = [
     "MLP",
@@ -25,5 +25,6 @@ __all__ = [
     "build_module",
     "count_parameters",
     "import_class",
+    "mlp",
     "module_config",
 ]

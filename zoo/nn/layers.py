@@ -1,12 +1,29 @@
-"""Convolution-like layers for the frequency study: full-width circular and locally connected."""
+"""Layers: full-width circular and locally connected convolutions, and a plain MLP stack."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def mlp(
+    in_dim: int, hidden_dims: Sequence[int], out_dim: int, activation: type[nn.Module]
+) -> nn.Sequential:
+    """``Linear, activation`` per hidden width, then a ``Linear`` to ``out_dim``.
+
+    The linear layers sit at the even indices of the returned ``nn.Sequential`` and the
+    output layer is its last entry, so callers can re-initialise it as ``net[-1]``.
+    """
+    layers: list[nn.Module] = []
+    width = in_dim
+    for hidden in hidden_dims:
+        layers += [nn.Linear(width, hidden), activation()]
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, out_dim))
 
 
 class CircularConv2d(nn.Module):
